@@ -1,0 +1,152 @@
+"""Turn an `Authorization` header into a Principal, without a database round-trip when warm.
+
+Accepted: HTTP Basic with any username and the token as password (or the token as username
+with an empty password, as `https://TOKEN@host` sends it), and `Bearer <token>`. A verified
+token is cached for `auth_cache_seconds`; that is the documented delay before a revocation or
+a rotation grace expiry takes effect. Failed attempts are counted per client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from graft.accounts import tokens
+from graft.accounts.models import Principal
+from graft.errors import TooManyRequests, Unauthorized
+from graft.metrics import AUTH_FAILURES
+
+Resolver = Callable[[str], Awaitable[Principal | None]]
+
+
+def extract_token(authorization: str | None) -> str:
+    """The token carried by an Authorization header; Unauthorized with the reason otherwise."""
+    if not authorization:
+        raise Unauthorized("authentication required: send a Graft token")
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer":
+        if not value:
+            raise Unauthorized("malformed Authorization header: empty Bearer token")
+        return value
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized(
+                "malformed Authorization header: invalid Basic credentials"
+            ) from None
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise Unauthorized("malformed Authorization header: Basic credentials need a ':'")
+        token = password or username
+        if not token:
+            raise Unauthorized("authentication required: the password must be a Graft token")
+        return token
+    raise Unauthorized("unsupported Authorization scheme: use Basic or Bearer with a Graft token")
+
+
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal
+    until: float  # monotonic
+
+
+class Authenticator:
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        cache_seconds: float,
+        failure_limit: int,
+        failure_window: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolve = resolve
+        self._cache_seconds = cache_seconds
+        self._failure_limit = failure_limit
+        self._failure_window = failure_window
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+        self._failures: dict[str, tuple[float, int]] = {}  # address -> (window start, count)
+        # token id -> last time seen; written to the database in batches, not per request.
+        self.last_used: dict[int, dt.datetime] = {}
+
+    async def authenticate(self, authorization: str | None, client: str) -> Principal:
+        try:
+            token = extract_token(authorization)
+        except Unauthorized:
+            if authorization:  # a missing header is a challenge, not an attack
+                self._fail(client)
+            raise
+        digest = tokens.digest(token)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached.until > now and _unexpired(cached.principal):
+            principal = cached.principal
+        else:
+            self._check_blocked(client, now)
+            found = await self._lookup(digest) if tokens.well_formed(token) else None
+            if found is None:
+                self._fail(client)
+                raise Unauthorized("invalid, expired or revoked token")
+            principal = found
+            if self._cache_seconds > 0:
+                self._cache[digest] = _Cached(principal, now + self._cache_seconds)
+        self.last_used[principal.token_id] = dt.datetime.now(dt.UTC)
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        # One database query per token however many requests miss the cache at once.
+        fut = self._inflight.get(digest)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = fut
+        try:
+            principal = await self._resolve(digest)
+            fut.set_result(principal)
+            return principal
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._inflight[digest]
+
+    def _check_blocked(self, client: str, now: float) -> None:
+        start, count = self._failures.get(client, (now, 0))
+        if now - start < self._failure_window and count >= self._failure_limit:
+            retry = max(1, int(self._failure_window - (now - start)) + 1)
+            raise TooManyRequests(
+                f"too many failed authentications from {client}; retry in {retry}s", retry
+            )
+
+    def _fail(self, client: str) -> None:
+        AUTH_FAILURES.inc()
+        now = self._clock()
+        start, count = self._failures.get(client, (now, 0))
+        if now - start >= self._failure_window:
+            start, count = now, 0
+        self._failures[client] = (start, count + 1)
+        if len(self._failures) > 10_000:  # bound memory under address spraying
+            cutoff = now - self._failure_window
+            self._failures = {k: v for k, v in self._failures.items() if v[0] >= cutoff}
+
+    def forget(self) -> None:
+        """Drop every cached verification (used after revocations in this process)."""
+        self._cache.clear()
+
+    def take_last_used(self) -> dict[int, dt.datetime]:
+        seen, self.last_used = self.last_used, {}
+        return seen
+
+
+def _unexpired(p: Principal) -> bool:
+    return p.expires_at is None or p.expires_at > dt.datetime.now(dt.UTC)

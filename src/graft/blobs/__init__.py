@@ -1,0 +1,34 @@
+"""Content-addressed (sha256) blob storage."""
+
+from .base import (
+    ALGORITHM,
+    BlobError,
+    BlobNotFound,
+    BlobStore,
+    BlobTooLarge,
+    BlobWriter,
+    DigestMismatch,
+    InvalidDigest,
+    InvalidRange,
+    check_range,
+    parse_digest,
+    sha256_digest,
+)
+from .filesystem import FilesystemBlobStore, FilesystemBlobWriter
+
+__all__ = [
+    "ALGORITHM",
+    "BlobError",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobTooLarge",
+    "BlobWriter",
+    "DigestMismatch",
+    "FilesystemBlobStore",
+    "FilesystemBlobWriter",
+    "InvalidDigest",
+    "InvalidRange",
+    "check_range",
+    "parse_digest",
+    "sha256_digest",
+]

@@ -1,0 +1,162 @@
+"""Blob store protocol and shared types.
+
+Blobs are immutable and content-addressed: the key of a blob is the sha256 of its bytes,
+written as ``"sha256:<64 lowercase hex>"`` everywhere in the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol
+
+ALGORITHM = "sha256"
+_DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+class BlobError(Exception):
+    """Base class for blob store errors."""
+
+
+class InvalidDigest(BlobError, ValueError):
+    """A digest string is not ``sha256:<64 lowercase hex>``."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"invalid digest: {digest!r}")
+        self.digest = digest
+
+
+class BlobNotFound(BlobError):
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"blob not found: {digest}")
+        self.digest = digest
+
+
+class DigestMismatch(BlobError):
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"digest mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class BlobTooLarge(BlobError):
+    def __init__(self, max_size: int) -> None:
+        super().__init__(f"blob exceeds the maximum size of {max_size} bytes")
+        self.max_size = max_size
+
+
+class InvalidRange(BlobError):
+    def __init__(self, start: int, end: int | None, size: int) -> None:
+        super().__init__(f"invalid range [{start}, {end}) for a blob of {size} bytes")
+        self.start = start
+        self.end = end
+        self.size = size
+
+
+def parse_digest(digest: str) -> str:
+    """Validate ``sha256:<hex>`` and return the 64-char hex part (raises InvalidDigest).
+
+    Uppercase hex is rejected rather than normalised: one blob must have exactly one name.
+    """
+    m = _DIGEST_RE.fullmatch(digest) if isinstance(digest, str) else None
+    if m is None:
+        raise InvalidDigest(digest)
+    return m.group(1)
+
+
+def sha256_digest(data: bytes) -> str:
+    return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
+
+
+def check_range(start: int, end: int | None, size: int) -> int:
+    """Validate ``[start, end)`` against a blob of ``size`` bytes; return the concrete end.
+
+    Empty ranges (start == end, including start == size) are allowed.
+    """
+    stop = size if end is None else end
+    if start < 0 or stop < start or stop > size:
+        raise InvalidRange(start, end, size)
+    return stop
+
+
+class BlobWriter(Protocol):
+    """An in-progress upload. Obtained from ``BlobStore.writer()``; not reusable."""
+
+    @property
+    def size(self) -> int:
+        """Bytes accepted so far."""
+        ...
+
+    async def write(self, chunk: bytes) -> None:
+        """Append data; raises BlobTooLarge (and discards the upload) past max_size."""
+        ...
+
+    async def commit(self, expected: str | None = None) -> str:
+        """Verify against ``expected`` (DigestMismatch), publish atomically, return the digest.
+
+        Committing content that is already stored succeeds and returns the same digest.
+        """
+        ...
+
+    async def abort(self) -> None:
+        """Discard the upload. Idempotent; leaving the context uncommitted does the same."""
+        ...
+
+
+class BlobStore(Protocol):
+    def writer(self, *, max_size: int | None = None) -> AbstractAsyncContextManager[BlobWriter]:
+        """Streaming upload. Leaving the block without ``commit()`` (exception,
+        cancellation) discards the data; nothing becomes visible."""
+        ...
+
+    async def put(
+        self,
+        data: bytes | AsyncIterable[bytes],
+        expected: str | None = None,
+        *,
+        max_size: int | None = None,
+    ) -> str:
+        """Store ``data`` in one call; same guarantees as ``writer()``."""
+        ...
+
+    async def exists(self, digest: str) -> bool: ...
+
+    async def size(self, digest: str) -> int:
+        """Size in bytes; raises BlobNotFound."""
+        ...
+
+    async def delete(self, digest: str) -> bool:
+        """Remove the blob; False if it was not there."""
+        ...
+
+    def open(
+        self, digest: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` (``end=None``: to the end of the blob).
+
+        BlobNotFound / InvalidRange are raised on the first iteration, so check ``size()``
+        first when a response status depends on it.
+        """
+        ...
+
+    async def read_bytes(self, digest: str) -> bytes:
+        """Whole blob in memory; only for small blobs (metadata, manifests)."""
+        ...
+
+    def local_path(self, digest: str) -> Path | None:
+        """Path of the stored file for zero-copy serving, or None (blob absent, or a backend
+        without local files). The file must be treated as read-only."""
+        ...
+
+    async def check(self) -> None:
+        """Raise BlobError if the store cannot currently be read and written (readiness)."""
+        ...
+
+    async def cleanup_stale_uploads(self, older_than_seconds: float) -> int:
+        """Remove temporary upload data untouched for ``older_than_seconds`` (left by killed
+        processes); return how many were removed. Use an age well above the slowest upload's
+        idle gap, since other processes sharing the store may still be writing."""
+        ...

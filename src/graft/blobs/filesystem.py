@@ -1,0 +1,392 @@
+"""Filesystem blob store.
+
+Layout under ``root``::
+
+    sha256/<first 2 hex>/<64 hex>   published blobs (immutable)
+    tmp/<random>.part               uploads in progress (same filesystem: rename is atomic)
+
+A blob only ever appears at its final path through ``os.replace`` of a complete, fsynced,
+verified temp file, so readers never see partial data, and a process killed mid-upload
+leaves debris only under ``tmp/`` (see ``cleanup_stale_uploads``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self
+
+import anyio
+import anyio.to_thread
+
+from .base import (
+    ALGORITHM,
+    BlobError,
+    BlobNotFound,
+    BlobTooLarge,
+    DigestMismatch,
+    check_range,
+    parse_digest,
+)
+
+if TYPE_CHECKING:
+    from .base import BlobStore
+
+# Data is handed to a worker thread in batches of about this size: big enough to amortise the
+# thread hop, small enough that an abort never waits long for an in-flight write.
+_FLUSH_SIZE = 1 << 20
+_TMP_SUFFIX = ".part"
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes a rename/create in ``path`` durable; not supported on every platform/filesystem.
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _makedirs_durable(path: Path) -> None:
+    if path.is_dir():
+        return
+    _makedirs_durable(path.parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    _fsync_dir(path.parent)
+
+
+class FilesystemBlobWriter:
+    """One upload into ``root/tmp``. Use through ``FilesystemBlobStore.writer()``.
+
+    File operations run in worker threads. Plain asyncio cancellation abandons a running
+    worker thread (it keeps going), so every touch of the file descriptor happens under
+    ``_lock`` and re-checks that the upload is still open; this lets ``_discard`` run
+    synchronously and safely from any state, including a cancelled task.
+    """
+
+    def __init__(self, store: FilesystemBlobStore, max_size: int | None) -> None:
+        if max_size is not None and max_size < 0:
+            raise ValueError("max_size must be >= 0")
+        self._store = store
+        self._max_size = max_size
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._tmp: Path | None = None
+        self._hash = hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._size = 0
+        self._state: Literal["new", "open", "committed", "aborted"] = "new"
+        # True while a flush is in a worker thread; if the awaiting task was cancelled the
+        # thread may still be hashing, so the writer must not be used any further.
+        self._busy = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def __aenter__(self) -> Self:
+        try:
+            await anyio.to_thread.run_sync(self._open_temp)
+        except BaseException:
+            # Cancelled while the thread may still be creating the file: _open_temp sees the
+            # "aborted" state under the lock and creates nothing, or _discard removes it.
+            self._discard()
+            raise
+        self._state = "open"
+        return self
+
+    def _open_temp(self) -> None:
+        with self._lock:
+            if self._state == "new":
+                self._fd, self._tmp = self._store._create_temp()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Synchronous on purpose: under (anyio) cancellation any await here would raise again
+        # before the temp file is gone.
+        if self._state != "committed":
+            self._discard()
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise BlobError(f"blob writer is {self._state}")
+        if self._busy:
+            raise BlobError("a previous write of this blob writer failed or was interrupted")
+
+    async def write(self, chunk: bytes) -> None:
+        self._require_open()
+        if not chunk:
+            return
+        if self._max_size is not None and self._size + len(chunk) > self._max_size:
+            self._discard()
+            raise BlobTooLarge(self._max_size)
+        # bytes(x) is a no-op for bytes and copies mutable buffers the caller may reuse.
+        self._pending.append(bytes(chunk))
+        self._pending_size += len(chunk)
+        self._size += len(chunk)
+        if self._pending_size >= _FLUSH_SIZE:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending, self._pending_size = self._pending, [], 0
+        self._busy = True
+        await anyio.to_thread.run_sync(self._write_batch, batch)
+        self._busy = False
+
+    def _write_batch(self, batch: list[bytes]) -> None:
+        for chunk in batch:
+            # Hash and write in slices so a concurrent _discard waits for one slice at most.
+            view = memoryview(chunk)
+            for offset in range(0, len(view), _FLUSH_SIZE):
+                part = view[offset : offset + _FLUSH_SIZE]
+                with self._lock:
+                    if self._fd is None:
+                        raise BlobError("blob writer was discarded")
+                    self._hash.update(part)  # releases the GIL for large buffers
+                    while part:
+                        part = part[os.write(self._fd, part) :]
+
+    async def commit(self, expected: str | None = None) -> str:
+        if expected is not None:
+            parse_digest(expected)
+        self._require_open()
+        await self._flush()
+        digest = f"{ALGORITHM}:{self._hash.hexdigest()}"
+        if expected is not None and digest != expected:
+            self._discard()
+            raise DigestMismatch(expected, digest)
+        await anyio.to_thread.run_sync(self._publish, self._store._path(digest))
+        self._state = "committed"
+        return digest
+
+    def _publish(self, final: Path) -> None:
+        with self._lock:
+            fd, tmp = self._fd, self._tmp
+            if fd is None or tmp is None:
+                raise BlobError("blob writer was discarded")
+            self._fd = self._tmp = None  # from here on this function owns the temp file
+            try:
+                already_stored = final.exists()
+                try:
+                    if not already_stored:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if already_stored:
+                    # Same digest means same bytes: keep the stored file untouched.
+                    tmp.unlink(missing_ok=True)
+                    return
+                _makedirs_durable(final.parent)
+                try:
+                    # Atomic; a racing writer of the same digest only replaces identical bytes.
+                    os.replace(tmp, final)
+                except FileNotFoundError as e:
+                    if final.parent.is_dir():
+                        # e.g. swept by another process's cleanup_stale_uploads after idling
+                        raise BlobError("temporary upload file disappeared") from e
+                    raise
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            finally:
+                self._store._active.discard(tmp.name)
+        _fsync_dir(final.parent)
+
+    async def abort(self) -> None:
+        if self._state != "committed":
+            self._discard()
+
+    def _discard(self) -> None:
+        # Close + unlink are cheap metadata operations; taking the lock waits at most for
+        # one in-flight slice of an abandoned worker thread.
+        self._state = "aborted"
+        self._pending, self._pending_size = [], 0
+        with self._lock:
+            fd, tmp = self._fd, self._tmp
+            self._fd = self._tmp = None
+        try:
+            if fd is not None:
+                os.close(fd)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+                self._store._active.discard(tmp.name)
+
+
+class FilesystemBlobStore:
+    def __init__(self, root: Path | str) -> None:
+        # Nothing is created here so that an unavailable volume surfaces through check()
+        # (readiness) instead of crashing startup.
+        self.root = Path(root)
+        self._blobs = self.root / ALGORITHM
+        self._tmpdir = self.root / "tmp"
+        # Temp files of this process's live uploads, which cleanup never removes.
+        self._active: set[str] = set()
+
+    def _path(self, digest: str) -> Path:
+        hex_ = parse_digest(digest)
+        return self._blobs / hex_[:2] / hex_
+
+    def _create_temp(self) -> tuple[int, Path]:
+        # Random name + O_EXCL: never shared with another writer, in any process.
+        tmp = self._tmpdir / f"{secrets.token_hex(16)}{_TMP_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o644)
+        except FileNotFoundError:
+            _makedirs_durable(self._tmpdir)
+            fd = os.open(tmp, flags, 0o644)
+        self._active.add(tmp.name)
+        return fd, tmp
+
+    def writer(self, *, max_size: int | None = None) -> FilesystemBlobWriter:
+        return FilesystemBlobWriter(self, max_size)
+
+    async def put(
+        self,
+        data: bytes | AsyncIterable[bytes],
+        expected: str | None = None,
+        *,
+        max_size: int | None = None,
+    ) -> str:
+        if expected is not None:
+            parse_digest(expected)  # fail before doing any I/O
+        async with self.writer(max_size=max_size) as w:
+            if isinstance(data, bytes | bytearray | memoryview):
+                await w.write(bytes(data))
+            else:
+                async for chunk in data:
+                    await w.write(chunk)
+            return await w.commit(expected)
+
+    # stat() on a local filesystem is fast enough to call from the event loop.
+
+    async def exists(self, digest: str) -> bool:
+        return self._path(digest).is_file()
+
+    async def size(self, digest: str) -> int:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(digest) from None
+
+    async def delete(self, digest: str) -> bool:
+        path = self._path(digest)
+        try:
+            await anyio.to_thread.run_sync(path.unlink)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def open(
+        self, digest: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be > 0")
+        path = self._path(digest)
+        try:
+            fd = await anyio.to_thread.run_sync(os.open, path, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError:
+            raise BlobNotFound(digest) from None
+        # As in the writer: a cancelled read may leave a worker thread running, so reads and
+        # the final close are serialised to never pread() a closed (or reused) descriptor.
+        lock = threading.Lock()
+        closed = False
+
+        def pread(n: int, offset: int) -> bytes:
+            with lock:
+                if closed:
+                    raise BlobError("blob reader closed")
+                return os.pread(fd, n, offset)
+
+        try:
+            # The open descriptor pins this file even if the blob is deleted meanwhile.
+            stop = check_range(start, end, os.fstat(fd).st_size)
+            pos = start
+            while pos < stop:
+                data = await anyio.to_thread.run_sync(pread, min(chunk_size, stop - pos), pos)
+                if not data:
+                    raise BlobError(f"blob {digest} is shorter than its recorded size")
+                pos += len(data)
+                yield data
+        finally:
+            with lock:
+                closed = True
+                os.close(fd)
+
+    async def read_bytes(self, digest: str) -> bytes:
+        path = self._path(digest)
+        try:
+            return await anyio.to_thread.run_sync(path.read_bytes)
+        except FileNotFoundError:
+            raise BlobNotFound(digest) from None
+
+    def local_path(self, digest: str) -> Path | None:
+        """Final path if the blob exists, else None (one stat, on the calling thread)."""
+        path = self._path(digest)
+        return path if path.is_file() else None
+
+    async def check(self) -> None:
+        def probe() -> None:
+            _makedirs_durable(self._blobs)
+            fd, tmp = self._create_temp()
+            try:
+                os.write(fd, b"ok")
+            finally:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                self._active.discard(tmp.name)
+
+        try:
+            await anyio.to_thread.run_sync(probe)
+        except OSError as e:
+            raise BlobError(f"blob store at {self.root} is not writable: {e}") from e
+
+    async def cleanup_stale_uploads(self, older_than_seconds: float) -> int:
+        def sweep() -> int:
+            cutoff = time.time() - older_than_seconds
+            removed = 0
+            try:
+                entries = list(os.scandir(self._tmpdir))
+            except FileNotFoundError:
+                return 0
+            for entry in entries:
+                if entry.name in self._active or not entry.name.endswith(_TMP_SUFFIX):
+                    continue
+                # A vanished entry was finished or swept by someone else concurrently.
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime <= cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+            return removed
+
+        return await anyio.to_thread.run_sync(sweep)
+
+
+if TYPE_CHECKING:
+    # Static proof that the backend satisfies the protocol (checked by mypy only).
+    def _conforms(store: FilesystemBlobStore) -> BlobStore:
+        return store

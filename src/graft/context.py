@@ -1,0 +1,116 @@
+"""Everything a request handler needs, built once per process by `graft.server`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from graft.accounts.auth import Authenticator
+from graft.accounts.models import Principal
+from graft.accounts.scopes import Scope
+from graft.accounts.service import AccountService
+from graft.blobs import BlobStore, FilesystemBlobStore
+from graft.db import Database
+from graft.errors import Forbidden, Unauthorized
+from graft.responses import BASIC_CHALLENGE
+from graft.settings import Settings
+from graft.usage import UsageRecorder
+
+log = logging.getLogger("graft")
+PRINCIPAL_KEY = "graft.principal"
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    accounts: AccountService
+    auth: Authenticator
+    usage: UsageRecorder
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        db = Database(settings.effective_database_url)
+        accounts = AccountService(
+            db, default_grace=dt.timedelta(seconds=settings.token_grace_seconds)
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            blobs=FilesystemBlobStore(settings.effective_blob_dir),
+            accounts=accounts,
+            auth=Authenticator(
+                accounts.resolve,
+                cache_seconds=settings.auth_cache_seconds,
+                failure_limit=settings.auth_failure_limit,
+                failure_window=settings.auth_failure_window_seconds,
+            ),
+            usage=UsageRecorder(
+                db, flush_seconds=settings.usage_flush_seconds, max_keys=settings.usage_queue_max
+            ),
+        )
+
+    async def authenticate(
+        self, conn: HTTPConnection, scope: Scope = Scope.READ, *, challenge: str = BASIC_CHALLENGE
+    ) -> Principal:
+        """The request's principal, checked for `scope`; 401 (with `challenge`) or 403 if not.
+
+        Protocol routes call this first; it costs no database query while the token is cached.
+        """
+        client = conn.client.host if conn.client else "unknown"
+        try:
+            principal = await self.auth.authenticate(conn.headers.get("authorization"), client)
+        except Unauthorized as exc:
+            exc.challenge = exc.challenge or challenge
+            raise
+        conn.scope[PRINCIPAL_KEY] = principal
+        if not principal.allows(scope):
+            raise Forbidden(
+                f"token lacks the {scope.value!r} scope "
+                f"(it has: {', '.join(sorted(s.value for s in principal.scopes))})"
+            )
+        return principal
+
+    async def start(self) -> None:
+        await self.usage.start()
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+
+    async def stop(self) -> None:
+        task = getattr(self, "_housekeeping", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.usage.stop()
+        await self.flush_last_used()
+        await self.db.dispose()
+
+    async def flush_last_used(self) -> None:
+        seen = self.auth.take_last_used()
+        try:
+            await self.accounts.record_last_used(seen)
+        except Exception:
+            for token_id, when in seen.items():  # keep them for the next round
+                self.auth.last_used.setdefault(token_id, when)
+            raise
+
+    async def _housekeep(self) -> None:
+        """Periodic work kept off the request path: last-used times, stale upload cleanup."""
+        last_cleanup = 0.0
+        while True:
+            await asyncio.sleep(self.settings.usage_flush_seconds)
+            try:
+                await self.flush_last_used()
+                now = time.monotonic()
+                if now - last_cleanup > 3600:
+                    last_cleanup = now
+                    await self.blobs.cleanup_stale_uploads(older_than_seconds=24 * 3600)
+            except Exception:
+                log.exception("housekeeping failed; will retry")

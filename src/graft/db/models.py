@@ -1,0 +1,145 @@
+"""Tables of the core: organizations, accounts, tokens and the per-organization library.
+
+Ecosystems add their own tables in their own modules (and migrations); these are the ones every
+ecosystem relies on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on both backends (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: object
+    ) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="organization")
+
+
+class Account(Base):
+    """A person (`user`) or a CI identity (`service`) inside one organization."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "user" | "service"
+    # May manage every organization (create orgs); only given by the CLI.
+    site_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organization: Mapped[Organization] = relationship(back_populates="accounts")
+    tokens: Mapped[list[Token]] = relationship(back_populates="account")
+
+
+class Token(Base):
+    """A registry token. Only its SHA-256 is stored; `prefix` is kept to recognise it in lists."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(64))  # space separated: read publish admin
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set on the old token when it is rotated: the token that replaces it.
+    replaced_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tokens.id", ondelete="SET NULL"), nullable=True
+    )
+
+    account: Mapped[Account] = relationship(back_populates="tokens")
+
+
+class LibraryEntry(Base):
+    """What an organization installed: one row per (ecosystem, distribution, package, version,
+    how it was served). Written in batches by `graft.usage`."""
+
+    __tablename__ = "library_entries"
+    __table_args__ = (
+        UniqueConstraint(
+            "org_id",
+            "ecosystem",
+            "distribution",
+            "package",
+            "version",
+            "served",
+            name="uq_library_entry",
+        ),
+        Index("ix_library_org_ecosystem_package", "org_id", "ecosystem", "package"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    distribution: Mapped[str] = mapped_column(String(64), default="")  # e.g. "bookworm", "3.20"
+    package: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    served: Mapped[str] = mapped_column(String(16))  # upstream | patched | fallback | private
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LibraryEntryAccount(Base):
+    """Which accounts installed a library entry, and when last."""
+
+    __tablename__ = "library_entry_accounts"
+
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("library_entries.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

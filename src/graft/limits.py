@@ -1,0 +1,53 @@
+"""Request body size limit as a pure ASGI middleware (no buffering)."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graft.errors import GraftError, PayloadTooLarge
+from graft.responses import error_response, wants_json
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies larger than `max_bytes`: at once when Content-Length says so, or as soon
+    as a chunked body crosses the limit (the handler sees an error, never a truncated body)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                problem: GraftError | None = None
+                if declared < 0:
+                    problem = GraftError("invalid Content-Length header")
+                elif declared > self.max_bytes:
+                    problem = PayloadTooLarge(
+                        f"request body too large: the limit is {self.max_bytes} bytes"
+                    )
+                if problem is not None:
+                    response = error_response(problem, json_body=wants_json(scope))
+                    await response(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(
+                        f"request body too large: the limit is {self.max_bytes} bytes"
+                    )
+            return message
+
+        await self.app(scope, limited, send)

@@ -1,0 +1,206 @@
+"""Effective configuration: `GRAFT_*` environment variables over an optional `graft.toml`.
+
+pydantic-settings does the parsing and validation; this module only declares the fields and
+how a failure is reported (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_LABEL = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+_PREFIX = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,30}-$")
+
+
+def config_file() -> Path:
+    """`GRAFT_CONFIG` names the TOML file; `./graft.toml` is read when it exists."""
+    return Path(os.environ.get("GRAFT_CONFIG", "graft.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GRAFT_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        Path("graft-data"), description="Embedded default: SQLite file, blobs and keys live here."
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/graft.db. "
+        "PostgreSQL: postgresql+asyncpg://user:pass@host/db",
+    )
+    blob_dir: Path | None = Field(
+        None, description="Filesystem blob store; default <data_dir>/blobs"
+    )
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach Graft (for absolute links)."
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    server: Literal["granian", "uvicorn"] = "granian"
+
+    patch_label: str = Field("graft", description="Label L in patched versions such as 2.31.0+L.1")
+    os_package_prefix: str = Field("rootio-", description="Name prefix of patched OS packages")
+
+    token_grace_seconds: int = Field(
+        86_400, ge=0, description="How long a rotated token keeps working (0 = not at all)."
+    )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Verified tokens are cached this long; a revocation takes effect within it.",
+    )
+    auth_failure_limit: int = Field(
+        20, ge=1, description="Failed authentications allowed per address per window."
+    )
+    auth_failure_window_seconds: float = Field(60.0, gt=0)
+
+    max_api_body_bytes: int = Field(1 << 20, ge=1024, description="Largest management API body.")
+    usage_flush_seconds: float = Field(
+        2.0, gt=0, description="Usage batches are written this often."
+    )
+    usage_queue_max: int = Field(100_000, ge=100, description="Events held before dropping.")
+
+    access_log: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    bench_routes: bool = Field(
+        False, description="Mount /_bench/* routes used by bench/ (never in production)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments > environment > graft.toml.
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
+
+    @field_validator("patch_label")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        if not _LABEL.match(v):
+            raise ValueError("must be 1-16 lowercase letters/digits starting with a letter")
+        return v
+
+    @field_validator("os_package_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v):
+            raise ValueError("must be a lowercase package-name prefix ending in '-', e.g. rootio-")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", v):
+            raise ValueError("must be an http(s) URL such as https://graft.example.com")
+        return v.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        scheme = v.get_secret_value().split("://", 1)[0]
+        if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg", "postgresql"}:
+            raise ValueError(
+                f"must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (got {scheme!r})"
+            )
+        if scheme == "postgresql":
+            return SecretStr("postgresql+asyncpg" + v.get_secret_value()[len("postgresql") :])
+        return v
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.blob_dir is not None:
+            self.blob_dir = self.blob_dir.expanduser().resolve()
+        return self
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.data_dir / 'graft.db'}"
+
+    @property
+    def effective_blob_dir(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as `graft config show` prints it: secrets masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = mask_url(value.get_secret_value())
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["database_url"] = mask_url(self.effective_database_url)
+        out["blob_dir"] = str(self.effective_blob_dir)
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of `scheme://user:password@host/...`."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+
+
+class SettingsError(Exception):
+    """Invalid configuration, rendered as one line per problem."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"GRAFT_{field.upper()}" if err["loc"] else ""
+            where = f"{field} ({env})" if env else field
+            problems.append(f"{where}: {err['msg']}")
+        raise SettingsError(
+            "invalid configuration: " + "; ".join(problems) + f" [config file: {config_file()}]"
+        ) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise SettingsError(f"invalid configuration file {config_file()}: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,201 @@
+"""The usage interface that protocol routes call on every artifact download.
+
+`record()` is synchronous and O(1): it folds the event into an in-memory aggregate keyed by
+library entry, so a burst of a million downloads of one wheel costs one row update. A background
+task writes the aggregate every `flush_seconds`; `stop()` flushes what is left. A failed write
+keeps the batch and merges it into the next one, so a database hiccup loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import cast
+
+from sqlalchemy import Table, case
+from sqlalchemy.dialects import postgresql, sqlite
+
+from graft.db import Database
+from graft.db.models import LibraryEntry, LibraryEntryAccount
+from graft.metrics import USAGE_EVENTS
+
+log = logging.getLogger("graft.usage")
+
+
+class Served(StrEnum):
+    UPSTREAM = "upstream"  # the upstream build, passed through the cache
+    PATCHED = "patched"  # the organization's patched build
+    FALLBACK = "fallback"  # an OS `rootio-X` transitional package pointing at upstream X
+    PRIVATE = "private"  # a package the organization publishes itself
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    org_id: int
+    account_id: int
+    ecosystem: str
+    package: str
+    version: str
+    served: Served
+    distribution: str = ""
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+_Key = tuple[int, str, str, str, str, str]  # org, ecosystem, distribution, package, version, served
+
+
+@dataclass(slots=True)
+class _Aggregate:
+    first: dt.datetime
+    last: dt.datetime
+    count: int = 0
+    accounts: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
+
+    def add(self, account_id: int, count: int, first: dt.datetime, last: dt.datetime) -> None:
+        self.first = min(self.first, first)
+        self.last = max(self.last, last)
+        self.count += count
+        n, seen = self.accounts.get(account_id, (0, last))
+        self.accounts[account_id] = (n + count, max(seen, last))
+
+
+class UsageRecorder:
+    def __init__(self, db: Database, *, flush_seconds: float = 2.0, max_keys: int = 100_000):
+        self.db = db
+        self.flush_seconds = flush_seconds
+        self.max_keys = max_keys
+        self._pending: dict[_Key, _Aggregate] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    # -- hot path -------------------------------------------------------------------------
+    def record(self, event: UsageEvent) -> None:
+        key: _Key = (
+            event.org_id,
+            event.ecosystem,
+            event.distribution,
+            event.package,
+            event.version,
+            event.served.value,
+        )
+        agg = self._pending.get(key)
+        if agg is None:
+            if len(self._pending) >= self.max_keys:
+                self.dropped += 1
+                USAGE_EVENTS.labels("dropped").inc()
+                return
+            agg = self._pending[key] = _Aggregate(first=event.at, last=event.at)
+        agg.add(event.account_id, 1, event.at, event.at)
+        USAGE_EVENTS.labels("queued").inc()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # -- background -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="usage-flush")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception:  # keep flushing later; the batch was kept
+                log.exception("usage flush failed; will retry")
+
+    async def flush(self) -> int:
+        """Write everything pending; returns the number of library entries touched."""
+        async with self._lock:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            try:
+                await self._write(batch)
+            except BaseException:
+                self._merge_back(batch)
+                raise
+            USAGE_EVENTS.labels("written").inc(sum(a.count for a in batch.values()))
+            return len(batch)
+
+    def _merge_back(self, batch: dict[_Key, _Aggregate]) -> None:
+        for key, agg in batch.items():
+            cur = self._pending.get(key)
+            if cur is None:
+                self._pending[key] = agg
+                continue
+            for account_id, (n, seen) in agg.accounts.items():
+                cur.add(account_id, n, agg.first, seen)
+
+    async def _write(self, batch: dict[_Key, _Aggregate]) -> None:
+        dialect = self.db.dialect
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        entry = cast(Table, LibraryEntry.__table__)
+        link = cast(Table, LibraryEntryAccount.__table__)
+        async with self.db.session() as s:
+            for (org_id, eco, dist, pkg, ver, served), agg in sorted(batch.items()):
+                stmt = ins(entry).values(
+                    org_id=org_id,
+                    ecosystem=eco,
+                    distribution=dist,
+                    package=pkg,
+                    version=ver,
+                    served=served,
+                    first_seen=agg.first,
+                    last_seen=agg.last,
+                    count=agg.count,
+                )
+                ex = stmt.excluded
+                upsert = stmt.on_conflict_do_update(
+                    index_elements=[
+                        "org_id",
+                        "ecosystem",
+                        "distribution",
+                        "package",
+                        "version",
+                        "served",
+                    ],
+                    set_={
+                        "count": entry.c.count + ex.count,
+                        "last_seen": case(
+                            (ex.last_seen > entry.c.last_seen, ex.last_seen),
+                            else_=entry.c.last_seen,
+                        ),
+                        "first_seen": case(
+                            (ex.first_seen < entry.c.first_seen, ex.first_seen),
+                            else_=entry.c.first_seen,
+                        ),
+                    },
+                )
+                entry_id = (await s.execute(upsert.returning(entry.c.id))).scalar_one()
+                for account_id, (n, seen) in sorted(agg.accounts.items()):
+                    lstmt = ins(link).values(
+                        entry_id=entry_id, account_id=account_id, last_seen=seen, count=n
+                    )
+                    lex = lstmt.excluded
+                    await s.execute(
+                        lstmt.on_conflict_do_update(
+                            index_elements=["entry_id", "account_id"],
+                            set_={
+                                "count": link.c.count + lex.count,
+                                "last_seen": case(
+                                    (lex.last_seen > link.c.last_seen, lex.last_seen),
+                                    else_=link.c.last_seen,
+                                ),
+                            },
+                        )
+                    )
