@@ -10,7 +10,7 @@ from graft.responses import error_response, wants_json
 
 class BodyLimitMiddleware:
     """Refuse bodies larger than `max_bytes`: at once when Content-Length says so, or as soon
-    as a chunked body crosses the limit (the handler sees an error, never a truncated body)."""
+    as a chunked body crosses the limit (the handler never sees a truncated body as whole)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -38,16 +38,26 @@ class BodyLimitMiddleware:
                     await response(scope, receive, send)
                     return
         received = 0
+        answered = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, answered
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(
+                if received > self.max_bytes and not answered:
+                    # Answer 413 now and tell the app the client left: whatever it tries to
+                    # send afterwards is dropped, so the client sees our message, not a 400.
+                    answered = True
+                    problem = PayloadTooLarge(
                         f"request body too large: the limit is {self.max_bytes} bytes"
                     )
+                    await error_response(problem, json_body=wants_json(scope))(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded_send(message: Message) -> None:
+            if not answered:
+                await send(message)
+
+        await self.app(scope, limited, guarded_send)

@@ -1,0 +1,46 @@
+# Two entry points (see README): `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Debian packages the test suite drives as real clients (installed only when missing).
+TEST_APT_PACKAGES ?= curl ca-certificates
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install install-test system-deps lint pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+## Install Graft, create the demo organization (token printed once), serve on :8000.
+run: install
+	$(BIN)/graft init --demo
+	$(BIN)/graft serve
+
+system-deps:
+	@missing=$$(for p in $(TEST_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+pytest: install-test system-deps
+	$(BIN)/python -m pytest -q
+
+## Install everything the tests need, then lint, type-check and run the whole suite.
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) graft-data .pytest_cache .mypy_cache .ruff_cache
