@@ -9,17 +9,23 @@ import logging
 import time
 from dataclasses import dataclass
 
+import httpx
 from starlette.requests import HTTPConnection
 
+from graft import __version__
 from graft.accounts.auth import Authenticator
 from graft.accounts.models import Principal
 from graft.accounts.scopes import Scope
 from graft.accounts.service import AccountService
 from graft.blobs import BlobStore, FilesystemBlobStore
+from graft.catalog import CatalogService
 from graft.db import Database
 from graft.errors import Forbidden, Unauthorized
 from graft.responses import BASIC_CHALLENGE
 from graft.settings import Settings
+from graft.upstream.files import ArtifactFetcher
+from graft.upstream.pages import PageCache
+from graft.upstream.registry import UpstreamRegistry
 from graft.usage import UsageRecorder
 
 log = logging.getLogger("graft")
@@ -34,6 +40,11 @@ class AppContext:
     accounts: AccountService
     auth: Authenticator
     usage: UsageRecorder
+    http: httpx.AsyncClient
+    upstreams: UpstreamRegistry
+    pages: PageCache
+    fetcher: ArtifactFetcher
+    catalog: CatalogService
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -41,10 +52,27 @@ class AppContext:
         accounts = AccountService(
             db, default_grace=dt.timedelta(seconds=settings.token_grace_seconds)
         )
+        blobs = FilesystemBlobStore(settings.effective_blob_dir)
+        timeout = settings.upstream_timeout_seconds
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            headers={"User-Agent": f"graft/{__version__}"},
+        )
         return cls(
             settings=settings,
             db=db,
-            blobs=FilesystemBlobStore(settings.effective_blob_dir),
+            blobs=blobs,
+            http=http,
+            upstreams=UpstreamRegistry(db, settings.upstream),
+            pages=PageCache(db, blobs, http),
+            fetcher=ArtifactFetcher(
+                blobs,
+                http,
+                buffer_bytes=settings.upstream_buffer_bytes,
+                max_bytes=settings.max_upload_bytes,
+            ),
+            catalog=CatalogService(db),
             accounts=accounts,
             auth=Authenticator(
                 accounts.resolve,
@@ -79,6 +107,7 @@ class AppContext:
         return principal
 
     async def start(self) -> None:
+        await self.upstreams.load()
         await self.usage.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
 
@@ -88,6 +117,8 @@ class AppContext:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.fetcher.close()
+        await self.http.aclose()
         await self.usage.stop()
         await self.flush_last_used()
         await self.db.dispose()

@@ -60,4 +60,9 @@ class BodyLimitMiddleware:
             if not answered:
                 await send(message)
 
-        await self.app(scope, limited, guarded_send)
+        try:
+            await self.app(scope, limited, guarded_send)
+        except Exception:
+            if not answered:
+                raise
+            # The app failed on the body we cut off; the client already has its 413.

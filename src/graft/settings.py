@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from graft.upstream.config import UpstreamConfig
+
 _LABEL = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,30}-$")
 
@@ -81,6 +83,17 @@ class Settings(BaseSettings):
 
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    upstream: list[UpstreamConfig] = Field(
+        default_factory=list, description="[[upstream]] tables: registries to pull through."
+    )
+    upstream_timeout_seconds: float = Field(30.0, gt=0, description="Upstream connect/read timeout")
+    upstream_buffer_bytes: int = Field(
+        8 << 20,
+        ge=0,
+        description="A first download up to this size is verified before the client gets a "
+        "byte (so a bad upstream file is a clean 502); larger ones stream while verified.",
+    )
+    max_upload_bytes: int = Field(2 << 30, ge=1024, description="Largest package upload.")
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
     )
@@ -162,16 +175,11 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The configuration as `graft config show` prints it: secrets masked."""
-        out: dict[str, Any] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                value = mask_url(value.get_secret_value())
-            elif isinstance(value, Path):
-                value = str(value)
-            out[name] = value
+        out = self.model_dump(mode="json")  # SecretStr fields dump as '**********'
         out["database_url"] = mask_url(self.effective_database_url)
         out["blob_dir"] = str(self.effective_blob_dir)
+        for upstream in out["upstream"]:
+            upstream["url"] = mask_url(upstream["url"])
         return out
 
 

@@ -8,7 +8,6 @@ a rotation grace expiry takes effect. Failed attempts are counted per client add
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -20,6 +19,7 @@ from graft.accounts import tokens
 from graft.accounts.models import Principal
 from graft.errors import TooManyRequests, Unauthorized
 from graft.metrics import AUTH_FAILURES
+from graft.singleflight import SingleFlight
 
 Resolver = Callable[[str], Awaitable[Principal | None]]
 
@@ -73,7 +73,7 @@ class Authenticator:
         self._failure_window = failure_window
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
-        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+        self._lookups: SingleFlight[Principal | None] = SingleFlight()
         self._failures: dict[str, tuple[float, int]] = {}  # address -> (window start, count)
         # token id -> last time seen; written to the database in batches, not per request.
         self.last_used: dict[int, dt.datetime] = {}
@@ -92,7 +92,12 @@ class Authenticator:
             principal = cached.principal
         else:
             self._check_blocked(client, now)
-            found = await self._lookup(digest) if tokens.well_formed(token) else None
+            found = (
+                # one database query per token however many requests miss the cache at once
+                await self._lookups.do(digest, lambda: self._resolve(digest))
+                if tokens.well_formed(token)
+                else None
+            )
             if found is None:
                 self._fail(client)
                 raise Unauthorized("invalid, expired or revoked token")
@@ -101,24 +106,6 @@ class Authenticator:
                 self._cache[digest] = _Cached(principal, now + self._cache_seconds)
         self.last_used[principal.token_id] = dt.datetime.now(dt.UTC)
         return principal
-
-    async def _lookup(self, digest: str) -> Principal | None:
-        # One database query per token however many requests miss the cache at once.
-        fut = self._inflight.get(digest)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = fut
-        try:
-            principal = await self._resolve(digest)
-            fut.set_result(principal)
-            return principal
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters (if any) re-raise it themselves
-            raise
-        finally:
-            del self._inflight[digest]
 
     def _check_blocked(self, client: str, now: float) -> None:
         start, count = self._failures.get(client, (now, 0))

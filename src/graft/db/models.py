@@ -7,8 +7,10 @@ ecosystem relies on.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -143,3 +145,66 @@ class LibraryEntryAccount(Base):
     )
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UpstreamRecord(Base):
+    """An upstream added with `graft upstream add` (those in graft.toml are not stored)."""
+
+    __tablename__ = "upstreams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    username: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    password: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    token: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    ttl_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    negative_ttl_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    keyring: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UpstreamPage(Base):
+    """Last good copy of an upstream index page: body in the blob store, validators here, so a
+    restart can revalidate instead of refetching and serve it while the upstream is down."""
+
+    __tablename__ = "upstream_pages"
+
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(4096))
+    status: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    content_type: Mapped[str] = mapped_column(String(255), default="")
+    etag: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CatalogArtifact(Base):
+    """A file an organization published: a patched build of an upstream version, or a private
+    package. `package` is the ecosystem's normalized name."""
+
+    __tablename__ = "catalog_artifacts"
+    __table_args__ = (
+        UniqueConstraint("org_id", "ecosystem", "filename", name="uq_catalog_file"),
+        Index("ix_catalog_org_ecosystem_package", "org_id", "ecosystem", "package"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    package: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    upstream_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # patched | private
+    filename: Mapped[str] = mapped_column(String(512))
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    fixes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )

@@ -10,9 +10,7 @@ import importlib
 
 from graft.ecosystems.base import Ecosystem, PublishResult
 
-MODULES: tuple[str, ...] = (
-    # "graft.ecosystems.pypi",  ← each ecosystem issue adds its line here
-)
+MODULES: tuple[str, ...] = ("graft.ecosystems.pypi",)
 
 
 def check(ecosystems: list[Ecosystem]) -> list[Ecosystem]:

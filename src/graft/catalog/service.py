@@ -1,0 +1,166 @@
+"""The catalog: files an organization published (patched builds and private packages).
+
+Lookups are per (organization, ecosystem, package) and are cached in memory for
+`cache_seconds`; a publish through this process invalidates its entry at once. Index pages and
+downloads therefore cost no database query while the entry is warm.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from graft.db import Database
+from graft.db.models import CatalogArtifact
+from graft.errors import Conflict, InvalidInput
+from graft.singleflight import SingleFlight
+
+Kind = Literal["patched", "private"]
+# CVE-2024-1234, GHSA-xxxx-xxxx-xxxx, PYSEC-2023-1, DSA-5555-1, ALPINE-…: an advisory id.
+ADVISORY_ID = re.compile(r"^[A-Z][A-Z0-9]{1,15}-[A-Za-z0-9][A-Za-z0-9.:_-]{0,60}$")
+
+
+def validate_fixes(fixes: list[str]) -> list[str]:
+    out = []
+    for raw in fixes:
+        for item in raw.replace(",", " ").split():
+            if not ADVISORY_ID.match(item):
+                raise InvalidInput(
+                    f"{item!r} is not an advisory id (expected e.g. CVE-2024-1234 or GHSA-…)"
+                )
+            if item not in out:
+                out.append(item)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogFile:
+    id: int
+    org_id: int
+    ecosystem: str
+    package: str
+    version: str
+    upstream_version: str | None
+    kind: Kind
+    filename: str
+    digest: str
+    size: int
+    fixes: tuple[str, ...]
+    attrs: dict[str, Any] = field(hash=False, compare=False)
+    created_at: dt.datetime = field(compare=False)
+
+
+def _view(row: CatalogArtifact) -> CatalogFile:
+    return CatalogFile(
+        id=row.id,
+        org_id=row.org_id,
+        ecosystem=row.ecosystem,
+        package=row.package,
+        version=row.version,
+        upstream_version=row.upstream_version,
+        kind=row.kind,  # type: ignore[arg-type]
+        filename=row.filename,
+        digest=row.digest,
+        size=row.size,
+        fixes=tuple(row.fixes or ()),
+        attrs=dict(row.attrs or {}),
+        created_at=row.created_at,
+    )
+
+
+_Key = tuple[int, str, str]
+
+
+class CatalogService:
+    def __init__(self, db: Database, *, cache_seconds: float = 5.0) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[_Key, tuple[float, tuple[CatalogFile, ...]]] = {}
+        self._flights: SingleFlight[tuple[CatalogFile, ...]] = SingleFlight()
+
+    async def files(self, org_id: int, ecosystem: str, package: str) -> tuple[CatalogFile, ...]:
+        key = (org_id, ecosystem, package)
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1]
+        return await self._flights.do(key, lambda: self._load(key))
+
+    async def _load(self, key: _Key) -> tuple[CatalogFile, ...]:
+        org_id, ecosystem, package = key
+        async with self.db.session() as s:
+            rows = await s.scalars(
+                select(CatalogArtifact)
+                .where(
+                    CatalogArtifact.org_id == org_id,
+                    CatalogArtifact.ecosystem == ecosystem,
+                    CatalogArtifact.package == package,
+                )
+                .order_by(CatalogArtifact.id)
+            )
+            found = tuple(_view(r) for r in rows)
+        self._cache[key] = (time.monotonic(), found)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        return found
+
+    async def packages(self, org_id: int, ecosystem: str) -> list[str]:
+        """Every package name the organization published in an ecosystem."""
+        async with self.db.session() as s:
+            rows = await s.scalars(
+                select(CatalogArtifact.package)
+                .where(CatalogArtifact.org_id == org_id, CatalogArtifact.ecosystem == ecosystem)
+                .distinct()
+            )
+            return sorted(rows)
+
+    async def is_private(self, org_id: int, ecosystem: str, package: str) -> bool:
+        return any(f.kind == "private" for f in await self.files(org_id, ecosystem, package))
+
+    async def add(
+        self,
+        *,
+        org_id: int,
+        ecosystem: str,
+        package: str,
+        version: str,
+        upstream_version: str | None,
+        kind: Kind,
+        filename: str,
+        digest: str,
+        size: int,
+        fixes: list[str],
+        attrs: dict[str, Any],
+        created_by: int | None,
+    ) -> CatalogFile:
+        try:
+            async with self.db.session() as s:
+                row = CatalogArtifact(
+                    org_id=org_id,
+                    ecosystem=ecosystem,
+                    package=package,
+                    version=version,
+                    upstream_version=upstream_version,
+                    kind=kind,
+                    filename=filename,
+                    digest=digest,
+                    size=size,
+                    fixes=validate_fixes(fixes),
+                    attrs=attrs,
+                    created_by=created_by,
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+                s.add(row)
+                await s.flush()
+                view = _view(row)
+        except IntegrityError:
+            raise Conflict(
+                f"{filename} already exists; published files cannot be replaced"
+            ) from None
+        self._cache.pop((org_id, ecosystem, package), None)
+        return view

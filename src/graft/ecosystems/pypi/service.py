@@ -1,0 +1,177 @@
+"""The PyPI overlay: one project = the first upstream that has it, plus the organization's files.
+
+Composed of small sources, each cached in memory so that a warm index page or download costs no
+database query and no upstream request:
+- the organization's catalog files (graft.catalog, per project),
+- the upstream page (graft.upstream.pages, per URL) parsed once per page identity,
+- the rendered page, per (organization, project, format, identities), with its ETag.
+
+Several upstreams are asked in priority order and the first that has the project wins; their
+files are never mixed, and a project the organization publishes privately is never looked up
+upstream at all (no dependency confusion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from graft.catalog import CatalogFile
+from graft.context import AppContext
+from graft.ecosystems.pypi import index
+from graft.ecosystems.pypi.project import DistFile, Project
+from graft.ecosystems.pypi.upstream import ACCEPT, parse_page, parse_project_list
+from graft.errors import NotFound
+from graft.upstream.config import UpstreamConfig
+from graft.upstream.pages import Page, UpstreamUnavailable
+
+ECOSYSTEM = "pypi"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    media_type: str
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    project: Project
+    upstream: UpstreamConfig | None
+    local: tuple[CatalogFile, ...]
+    identity: str
+    stale: bool
+
+
+def local_dist(f: CatalogFile) -> DistFile:
+    return DistFile(
+        filename=f.filename,
+        version=f.version,
+        source=f.kind,
+        sha256=f.digest.removeprefix("sha256:"),
+        url="",
+        requires_python=f.attrs.get("requires_python"),
+        size=f.size,
+        upload_time=f.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        metadata_sha256=(f.attrs.get("metadata_digest") or "").removeprefix("sha256:") or None,
+    )
+
+
+class PyPIService:
+    def __init__(self, ctx: AppContext, *, max_rendered: int = 4096) -> None:
+        self.ctx = ctx
+        self._parsed: OrderedDict[str, tuple[str, tuple[DistFile, ...]]] = OrderedDict()
+        self._rendered: OrderedDict[tuple[int, str, str], tuple[str, Rendered]] = OrderedDict()
+        self.max_rendered = max_rendered
+
+    # -- sources --------------------------------------------------------------------------
+    async def upstream_files(
+        self, project: str
+    ) -> tuple[UpstreamConfig, Page, tuple[DistFile, ...]] | None:
+        """The first upstream (by priority) that has the project; None if none has it.
+        Raises UpstreamUnavailable when no upstream has it and at least one could not answer."""
+        failure: UpstreamUnavailable | None = None
+        for upstream in await self.ctx.upstreams.for_ecosystem(ECOSYSTEM):
+            url = urljoin(upstream.url, f"{project}/")
+            try:
+                page = await self.ctx.pages.get(upstream, url, accept=ACCEPT)
+            except UpstreamUnavailable as exc:
+                failure = failure or exc
+                continue
+            if page.found:
+                return upstream, page, self._parse(page)
+        if failure is not None:
+            raise failure
+        return None
+
+    def _parse(self, page: Page) -> tuple[DistFile, ...]:
+        hit = self._parsed.get(page.url)
+        if hit is not None and hit[0] == page.identity:
+            return hit[1]
+        files = tuple(parse_page(page))
+        self._parsed[page.url] = (page.identity, files)
+        if len(self._parsed) > 4096:
+            self._parsed.popitem(last=False)
+        return files
+
+    async def resolve(self, org_id: int, project: str) -> Resolved:
+        local = await self.ctx.catalog.files(org_id, ECOSYSTEM, project)
+        private = any(f.kind == "private" for f in local)
+        found = None if private else await self.upstream_files(project)
+        files: list[DistFile] = []
+        identity = ""
+        upstream = None
+        stale = False
+        if found is not None:
+            upstream, page, upstream_files = found
+            files.extend(upstream_files)
+            identity, stale = page.identity, page.stale
+        files.extend(local_dist(f) for f in local)
+        if not files:
+            raise NotFound(f"project {project!r} was not found in Graft or its upstream indexes")
+        identity += "|" + ",".join(str(f.id) for f in local)
+        return Resolved(Project(project, tuple(files)), upstream, local, identity, stale)
+
+    # -- pages ----------------------------------------------------------------------------
+    def render(self, org_id: int, resolved: Resolved, media: str, prefix: str) -> Rendered:
+        key = (org_id, resolved.project.name, media)
+        ident = f"{prefix}|{resolved.identity}"
+        hit = self._rendered.get(key)
+        if hit is not None and hit[0] == ident:
+            self._rendered.move_to_end(key)
+            return hit[1]
+        if media == index.JSON_V1:
+            body = index.render_project_json(resolved.project, prefix)
+        else:
+            body = index.render_project_html(resolved.project, prefix)
+        rendered = Rendered(body, _content_type(media), _etag(body))
+        self._remember(key, ident, rendered)
+        return rendered
+
+    async def render_list(self, org_id: int, media: str, prefix: str) -> Rendered:
+        names = set(await self.ctx.catalog.packages(org_id, ECOSYSTEM))
+        identity = [",".join(sorted(names))]
+        for upstream in await self.ctx.upstreams.for_ecosystem(ECOSYSTEM):
+            try:
+                page = await self.ctx.pages.get(upstream, upstream.url, accept=ACCEPT)
+            except UpstreamUnavailable:
+                continue
+            if page.found:
+                identity.append(page.identity)
+                names.update(index_name for index_name in self._list(page))
+        key = (org_id, "", media)
+        ident = f"{prefix}|{'|'.join(identity)}"
+        hit = self._rendered.get(key)
+        if hit is not None and hit[0] == ident:
+            return hit[1]
+        ordered = sorted(names)
+        if media == index.JSON_V1:
+            body = index.render_list_json(ordered)
+        else:
+            body = index.render_list_html(ordered, prefix)
+        rendered = Rendered(body, _content_type(media), _etag(body))
+        self._remember(key, ident, rendered)
+        return rendered
+
+    @staticmethod
+    def _list(page: Page) -> list[str]:
+        from graft.ecosystems.pypi.dists import normalize
+
+        return [normalize(n) for n in parse_project_list(page)]
+
+    def _remember(self, key: tuple[int, str, str], ident: str, rendered: Rendered) -> None:
+        self._rendered[key] = (ident, rendered)
+        self._rendered.move_to_end(key)
+        while len(self._rendered) > self.max_rendered:
+            self._rendered.popitem(last=False)
+
+
+def _content_type(media: str) -> str:
+    return f"{media}; charset=utf-8" if media == index.TEXT_HTML else media
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

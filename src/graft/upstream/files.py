@@ -1,0 +1,220 @@
+"""Verified pull-through of upstream artifacts.
+
+The first request for a file starts one background download per URL that writes into the blob
+store while hashing, and commits only if the digest matches the one the index promised.
+
+- Files up to `buffer_bytes` are verified before the client receives a byte, so a bad upstream
+  file is a clean `502` with a message and nothing cached.
+- Larger files stream to the first client as they arrive, with the final chunk held back until
+  the digest is checked: on a mismatch the response is cut short (the client sees a broken
+  transfer, never a complete wrong file) and later requests get the `502` for a while.
+- Concurrent requests for the same file wait for that one download, then get the stored blob.
+- A download continues when the first client disconnects, so waiting clients still get it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from graft.blobs import BlobStore, DigestMismatch
+from graft.errors import GraftError, NotFound
+from graft.files import CACHE_CONTROL, etag_for, serve_blob
+from graft.upstream.config import UpstreamConfig
+from graft.upstream.pages import UpstreamUnavailable
+
+log = logging.getLogger("graft.upstream")
+
+_END = None  # queue sentinel: the download has finished (check `done` for how)
+
+
+class UpstreamMismatch(GraftError):
+    status_code = 502
+    code = "upstream_mismatch"
+
+
+@dataclass(eq=False)
+class _Download:
+    url: str
+    expected: str | None
+    done: asyncio.Future[str]
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(maxsize=256))
+    listening: bool = True
+    content_length: int | None = None
+
+    def detach(self) -> None:
+        """The streaming client left: stop feeding it, never block the download on it."""
+        self.listening = False
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+def same_origin(a: str, b: str) -> bool:
+    x, y = urlsplit(a), urlsplit(b)
+    return (x.scheme, x.netloc) == (y.scheme, y.netloc)
+
+
+class ArtifactFetcher:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        client: httpx.AsyncClient,
+        *,
+        buffer_bytes: int = 8 << 20,
+        max_bytes: int | None = None,
+        failure_ttl: float = 60.0,
+    ) -> None:
+        self.blobs = blobs
+        self.client = client
+        self.buffer_bytes = buffer_bytes
+        self.max_bytes = max_bytes
+        self.failure_ttl = failure_ttl
+        self._downloads: dict[str, _Download] = {}
+        self._failures: dict[str, tuple[float, GraftError]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.upstream_requests = 0
+
+    async def serve(
+        self,
+        request: Request,
+        upstream: UpstreamConfig,
+        url: str,
+        expected: str | None,
+        *,
+        media_type: str = "application/octet-stream",
+    ) -> Response:
+        """A response for `url`, from the blob store if held, else pulled through."""
+        if expected is not None and await self.blobs.exists(expected):
+            return await serve_blob(request, self.blobs, expected, media_type=media_type)
+        failed = self._failures.get(url)
+        if failed is not None:
+            if time.monotonic() - failed[0] < self.failure_ttl:
+                raise failed[1]
+            del self._failures[url]
+        dl = self._downloads.get(url)
+        if dl is not None:  # join the running download
+            digest = await asyncio.shield(dl.done)
+            return await serve_blob(request, self.blobs, digest, media_type=media_type)
+        dl = self._start(upstream, url, expected)
+        return await self._first_response(request, dl, media_type)
+
+    def _start(self, upstream: UpstreamConfig, url: str, expected: str | None) -> _Download:
+        dl = _Download(url, expected, asyncio.get_running_loop().create_future())
+        self._downloads[url] = dl
+        headers = {"Accept-Encoding": "identity"}
+        if same_origin(url, upstream.url):  # never hand upstream credentials to another host
+            headers.update(upstream.auth_headers())
+        task = asyncio.create_task(self._download(upstream, dl, headers), name=f"fetch {url}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return dl
+
+    async def _download(
+        self, upstream: UpstreamConfig, dl: _Download, headers: dict[str, str]
+    ) -> None:
+        try:
+            digest = await self._transfer(upstream, dl, headers)
+        except BaseException as exc:
+            error = self._as_error(upstream, dl, exc)
+            if not isinstance(error, NotFound):
+                self._failures[dl.url] = (time.monotonic(), error)
+            dl.done.set_exception(error)
+            dl.done.exception()  # retrieved: followers re-raise it themselves
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            dl.done.set_result(digest)
+        finally:
+            del self._downloads[dl.url]
+            if dl.listening:
+                with contextlib.suppress(asyncio.QueueFull):
+                    dl.queue.put_nowait(_END)
+
+    async def _transfer(
+        self, upstream: UpstreamConfig, dl: _Download, headers: dict[str, str]
+    ) -> str:
+        self.upstream_requests += 1
+        async with self.client.stream("GET", dl.url, headers=headers, follow_redirects=True) as r:
+            if r.status_code in (404, 410):
+                raise NotFound(f"{dl.url.rsplit('/', 1)[-1]} was not found upstream")
+            if r.status_code != 200:
+                raise UpstreamUnavailable(
+                    f"upstream {upstream.name} answered {r.status_code} for {dl.url}"
+                )
+            if "content-length" in r.headers and r.headers["content-length"].isdigit():
+                dl.content_length = int(r.headers["content-length"])
+            async with self.blobs.writer(max_size=self.max_bytes) as writer:
+                async for chunk in r.aiter_bytes():
+                    await writer.write(chunk)
+                    if dl.listening:
+                        await dl.queue.put(chunk)
+                return await writer.commit(dl.expected)
+
+    def _as_error(self, upstream: UpstreamConfig, dl: _Download, exc: BaseException) -> GraftError:
+        if isinstance(exc, GraftError):
+            return exc
+        if isinstance(exc, DigestMismatch):
+            log.error(
+                "upstream %s served %s with sha256 %s, expected %s; not cached",
+                upstream.name,
+                dl.url,
+                exc.actual,
+                exc.expected,
+            )
+            return UpstreamMismatch(
+                f"upstream {upstream.name} served {dl.url.rsplit('/', 1)[-1]} with digest "
+                f"{exc.actual}, but its index says {exc.expected}; nothing was cached"
+            )
+        if isinstance(exc, httpx.HTTPError):
+            return UpstreamUnavailable(f"upstream {upstream.name} failed for {dl.url}: {exc}")
+        log.error("download of %s failed", dl.url, exc_info=exc)
+        return UpstreamUnavailable(f"download of {dl.url} failed: {type(exc).__name__}")
+
+    async def _first_response(self, request: Request, dl: _Download, media_type: str) -> Response:
+        buffered: list[bytes] = []
+        size = 0
+        while size <= self.buffer_bytes:
+            chunk = await dl.queue.get()
+            if chunk is _END:
+                digest = await asyncio.shield(dl.done)  # raises the 404/502 on failure
+                return await serve_blob(request, self.blobs, digest, media_type=media_type)
+            buffered.append(chunk)
+            size += len(chunk)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                for part in buffered:
+                    yield part
+                held: bytes | None = None
+                while (arrived := await dl.queue.get()) is not _END:
+                    if held is not None:
+                        yield held
+                    held = arrived
+                await asyncio.shield(dl.done)  # raises on mismatch: the transfer is cut short
+                if held is not None:
+                    yield held
+            finally:
+                dl.detach()
+
+        headers = {"Cache-Control": CACHE_CONTROL}
+        if dl.expected is not None:
+            headers["ETag"] = etag_for(dl.expected)
+        if dl.content_length is not None:
+            headers["Content-Length"] = str(dl.content_length)
+        return StreamingResponse(stream(), media_type=media_type, headers=headers)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
