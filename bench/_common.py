@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -220,6 +221,12 @@ class GraftServer:
                     )
                 time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its worker processes (Linux only)."""
+        if self.proc is None or not Path("/proc/self/stat").exists():
+            return 0.0
+        return cpu_seconds(process_tree(self.proc.pid))
+
     def stderr_tail(self, lines: int = 20) -> str:
         try:
             text = self.stderr_path.read_text(errors="replace")
@@ -266,6 +273,12 @@ class WrkResult:
     p99_ms: float
     non_2xx_3xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
+    # Less noisy than req/s on a shared machine: CPU the server used per answered request,
+    # and the share of CPU time the hypervisor gave to other guests during the run.
+    server_cpu_us_per_request: float | None = None
+    cpu_steal_percent: float | None = None
+    # Cores busy with anything but this server and wrk (other people's jobs on a shared box).
+    other_cpu_cores: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -317,13 +330,19 @@ def run_wrk(
     connections: int,
     duration: str,
     headers: Mapping[str, str] | None = None,
+    server: GraftServer | None = None,
 ) -> WrkResult:
+    """Run wrk once; with `server`, also measure the CPU its processes used."""
     if not url.startswith(f"http://{HOST}:"):
         raise BenchError(f"refusing to load anything but {HOST}: {url}")
     cmd = [wrk_executable(), f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency"]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(url)
+    cpu_before = server.cpu_seconds() if server else None
+    wrk_before = children_cpu()
+    stat_before = system_cpu()
+    started = time.monotonic()
     # run() kills wrk if we are interrupted; output is small, so pipes are fine here.
     done = subprocess.run(
         cmd,
@@ -334,7 +353,83 @@ def run_wrk(
     )
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
-    return parse_wrk(url, done.stdout)
+    wall = time.monotonic() - started
+    stat_after = system_cpu()
+    wrk_used = children_cpu() - wrk_before
+    result = parse_wrk(url, done.stdout)
+    server_used = server.cpu_seconds() - cpu_before if server and cpu_before is not None else None
+    if server_used is not None and result.requests:
+        result.server_cpu_us_per_request = round(server_used / result.requests * 1e6, 1)
+    if stat_before and stat_after and stat_after.total > stat_before.total:
+        elapsed_cpu = stat_after.total - stat_before.total
+        steal = (stat_after.steal - stat_before.steal) / elapsed_cpu
+        result.cpu_steal_percent = round(steal * 100, 1)
+        if server_used is not None:
+            busy = stat_after.busy - stat_before.busy
+            other = max(0.0, busy - server_used - wrk_used) / wall
+            result.other_cpu_cores = round(other, 2)
+    return result
+
+
+@dataclass(frozen=True)
+class SystemCpu:
+    """Whole-machine CPU counters from /proc/stat, in seconds."""
+
+    busy: float
+    steal: float
+    total: float
+
+
+def system_cpu() -> SystemCpu | None:
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    v = [int(x) / os.sysconf("SC_CLK_TCK") for x in fields[1:9]]
+    return SystemCpu(busy=v[0] + v[1] + v[2] + v[5] + v[6], steal=v[7], total=sum(v))
+
+
+def children_cpu() -> float:
+    """CPU used by this process's reaped children (wrk, once run() has waited for it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (all their threads)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- reporting --------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from _common import (
 
 ROUTES = ("open", "auth")
 SERVERS = ("granian", "uvicorn")
+QUIET_CORES = 0.2  # more CPU than this used by other processes during a run: warn
 BASIC_USER = "rootio"  # any username is accepted; the token is the password
 
 
@@ -65,6 +66,21 @@ class Cell:
         return statistics.fmean(r.p99_ms for r in self.runs)
 
     @property
+    def cpu_us(self) -> float | None:
+        values = [r.server_cpu_us_per_request for r in self.runs]
+        return statistics.fmean(v for v in values if v is not None) if None not in values else None
+
+    @property
+    def steal(self) -> float | None:
+        values = [r.cpu_steal_percent for r in self.runs if r.cpu_steal_percent is not None]
+        return max(values) if values else None
+
+    @property
+    def other_cpu(self) -> float | None:
+        values = [r.other_cpu_cores for r in self.runs if r.other_cpu_cores is not None]
+        return max(values) if values else None
+
+    @property
     def key(self) -> tuple[int, bool, str]:
         return (self.workers, self.access_log, self.route)
 
@@ -77,6 +93,9 @@ class Cell:
             "rps_mean": round(self.rps, 1),
             "p50_ms_mean": round(self.p50, 3),
             "p99_ms_mean": round(self.p99, 3),
+            "server_cpu_us_per_request_mean": round(self.cpu_us, 1) if self.cpu_us else None,
+            "cpu_steal_percent_max": self.steal,
+            "other_cpu_cores_max": self.other_cpu,
             "runs": [r.as_dict() for r in self.runs],
         }
 
@@ -136,11 +155,18 @@ def bench_server(
                 connections=args.connections,
                 duration=duration,
                 headers=headers[route],
+                server=srv,
             )
             if result.non_2xx_3xx:
                 raise BenchError(
                     f"{label}: {result.non_2xx_3xx} non-2xx/3xx answers on /_bench/{route} "
                     f"out of {result.requests}: the figure would be meaningless"
+                )
+            if (result.other_cpu_cores or 0) > QUIET_CORES:
+                print(
+                    f"   warning: other processes used {result.other_cpu_cores:.2f} cores during "
+                    "this run: the machine is not quiet, figures are noisy",
+                    file=sys.stderr,
                 )
             if sum(result.socket_errors.values()):
                 print(f"   warning: socket errors {result.socket_errors}", file=sys.stderr)
@@ -156,7 +182,10 @@ def bench_server(
                 runs[route].append(result)
                 print(
                     f"   round {round_no} {route:<4} {result.requests_per_second:>9.1f} req/s  "
-                    f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms",
+                    f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
+                    f"server CPU {_fmt(result.server_cpu_us_per_request, '.0f')} µs/req  "
+                    f"steal {_fmt(result.cpu_steal_percent, '.1f')} %  "
+                    f"other load {_fmt(result.other_cpu_cores, '.2f')} cores",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -181,15 +210,32 @@ def bench_server(
     return cells, info
 
 
-def auth_cost(cells: list[Cell], server: str, workers: int, access_log: bool) -> float | None:
-    by_route = {
-        c.route: c.rps
+def _pair(cells: list[Cell], server: str, workers: int, access_log: bool) -> dict[str, Cell]:
+    return {
+        c.route: c
         for c in cells
         if (c.server, c.workers, c.access_log) == (server, workers, access_log)
     }
-    if not by_route.get("open") or "auth" not in by_route:
+
+
+def auth_cost(cells: list[Cell], server: str, workers: int, access_log: bool) -> float | None:
+    """1 - auth req/s / open req/s: the throughput lost to authentication."""
+    pair = _pair(cells, server, workers, access_log)
+    if "open" not in pair or "auth" not in pair or not pair["open"].rps:
         return None
-    return 1 - by_route["auth"] / by_route["open"]
+    return 1 - pair["auth"].rps / pair["open"].rps
+
+
+def auth_cpu_cost(cells: list[Cell], server: str, workers: int, access_log: bool) -> float | None:
+    """1 - open CPU/request / auth CPU/request: the throughput a CPU-bound server would lose;
+    steadier than req/s when other guests steal CPU or wrk competes for it."""
+    pair = _pair(cells, server, workers, access_log)
+    if "open" not in pair or "auth" not in pair:
+        return None
+    open_cpu, auth_cpu = pair["open"].cpu_us, pair["auth"].cpu_us
+    if not open_cpu or not auth_cpu:
+        return None
+    return 1 - open_cpu / auth_cpu
 
 
 def server_ratio(cells: list[Cell], cell: Cell) -> float | None:
@@ -200,24 +246,32 @@ def server_ratio(cells: list[Cell], cell: Cell) -> float | None:
     return None
 
 
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "" if value is None else f"{value:{spec}}{suffix}"
+
+
 def markdown(cells: list[Cell], args: argparse.Namespace) -> str:
     lines = [
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration} --latency, "
         f"mean of {args.rounds} alternating rounds per route",
         "",
         "| server | workers | access log | route | req/s | runs (req/s) | p50 ms | p99 ms "
-        "| auth cost | granian/uvicorn |",
-        "|---|---:|---|---|---:|---|---:|---:|---:|---:|",
+        "| auth cost | granian/uvicorn | server CPU µs/req | auth cost by CPU | max steal "
+        "| max other load |",
+        "|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
-        cost = auth_cost(cells, c.server, c.workers, c.access_log) if c.route == "auth" else None
+        mine = (cells, c.server, c.workers, c.access_log)
+        cost = auth_cost(*mine) if c.route == "auth" else None
+        cpu_cost = auth_cpu_cost(*mine) if c.route == "auth" else None
         ratio = server_ratio(cells, c) if c.server == "granian" else None
         runs = " / ".join(f"{r.requests_per_second:.0f}" for r in c.runs)
         lines.append(
             f"| {c.server} | {c.workers} | {'on' if c.access_log else 'off'} | {c.route} "
             f"| {c.rps:.0f} | {runs} | {c.p50:.2f} | {c.p99:.2f} "
-            f"| {f'{cost * 100:.1f} %' if cost is not None else ''} "
-            f"| {f'{ratio:.2f}x' if ratio is not None else ''} |"
+            f"| {_fmt(cost and cost * 100, '.1f', ' %')} | {_fmt(ratio, '.2f', 'x')} "
+            f"| {_fmt(c.cpu_us, '.0f')} | {_fmt(cpu_cost and cpu_cost * 100, '.1f', ' %')} "
+            f"| {_fmt(c.steal, '.1f', ' %')} | {_fmt(c.other_cpu, '.2f', ' cores')} |"
         )
     return "\n".join(lines)
 
@@ -231,9 +285,11 @@ def verdicts(cells: list[Cell], budget: float) -> tuple[list[str], bool]:
             continue
         ok = cost < budget / 100
         within &= ok
+        cpu_cost = auth_cpu_cost(cells, server, workers, access_log)
+        by_cpu = f" (by server CPU per request: {cpu_cost * 100:.1f} %)" if cpu_cost else ""
         out.append(
             f"{server} workers={workers} access_log={'on' if access_log else 'off'}: auth costs "
-            f"{cost * 100:.1f} % of throughput: "
+            f"{cost * 100:.1f} % of throughput{by_cpu}: "
             + ("within" if ok else "OVER")
             + f" the {budget:g} % budget"
         )
@@ -320,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                         "workers": w,
                         "access_log": a,
                         "value": round(cost * 100, 2),
+                        "by_server_cpu": round(cpu * 100, 2)
+                        if (cpu := auth_cpu_cost(cells, s, w, a)) is not None
+                        else None,
                     }
                     for w, a, s in sorted({(c.workers, c.access_log, c.server) for c in cells})
                     if (cost := auth_cost(cells, s, w, a)) is not None

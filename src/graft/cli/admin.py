@@ -1,4 +1,4 @@
-"""`graft` command line: serve, init, config, and organization/account/token administration.
+"""`graft serve|init|config|org|account|token`: running the server and administration.
 
 Administrative commands talk to the configured database directly (they run on the server host,
 as `graft init` does); scripts elsewhere use the same operations through `/api`.
@@ -7,35 +7,34 @@ as `graft init` does); scripts elsewhere use the same operations through `/api`.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import os
-import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
 
 from graft.accounts.models import NewToken, TokenView
 from graft.accounts.scopes import parse_scopes
 from graft.accounts.service import AccountService
-from graft.db import Database
-from graft.errors import Conflict, GraftError
-from graft.settings import Settings, SettingsError, load_settings
-
-T = TypeVar("T")
-
-app = typer.Typer(
-    help="Graft: a self-hosted registry of security-patched packages and images.\n\n"
-    "Configuration comes from GRAFT_* environment variables and ./graft.toml "
-    "(see `graft config show`).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+from graft.cli.app import app
+from graft.cli.common import (
+    JsonOpt,
+    OrgOpt,
+    emit_json,
+    fail,
+    out,
+    parse_duration,
+    run_admin,
+    settings,
+    table,
+    when,
 )
+from graft.db import Database
+from graft.errors import Conflict
+from graft.settings import Settings
+
+DEMO_ORG = "demo"
+DEMO_ACCOUNT = "admin"
+
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 org_app = typer.Typer(help="Create and list organizations.", no_args_is_help=True)
 account_app = typer.Typer(
@@ -50,88 +49,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(org_app, name="org")
 app.add_typer(account_app, name="account")
 app.add_typer(token_app, name="token")
-
-out = Console()
-err = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-OrgOpt = Annotated[str, typer.Option("--org", "-o", help="Organization name.")]
-
-DEMO_ORG = "demo"
-DEMO_ACCOUNT = "admin"
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise fail(str(exc), 2) from None
-
-
-def run_admin(work: Callable[[AccountService], Awaitable[T]]) -> T:
-    """Open the configured database (migrating it first), run `work`, close, map errors."""
-    cfg = settings()
-
-    async def main() -> T:
-        db = Database(cfg.effective_database_url)
-        try:
-            await db.migrate()
-            service = AccountService(
-                db, default_grace=dt.timedelta(seconds=cfg.token_grace_seconds)
-            )
-            return await work(service)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except GraftError as exc:
-        raise fail(exc.message) from None
-    except OSError as exc:
-        raise fail(f"cannot open the database: {exc}") from None
-
-
-def parse_duration(text: str, *, allow_zero: bool = False) -> dt.timedelta:
-    """`90s`, `15m`, `24h`, `30d`, `2w` or a number of seconds."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
-    if not m:
-        raise typer.BadParameter(f"{text!r} is not a duration such as 30d, 24h, 15m or 3600")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-    value = dt.timedelta(seconds=int(m.group(1)) * unit)
-    if not allow_zero and not value:
-        raise typer.BadParameter("must be longer than zero")
-    return value
-
-
-def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
-    if isinstance(data, BaseModel):
-        payload: Any = data.model_dump(mode="json")
-    elif isinstance(data, dict):
-        payload = data
-    else:
-        payload = [item.model_dump(mode="json") for item in data]
-    out.print_json(json.dumps(payload))
-
-
-def when(value: dt.datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
-
-
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*(str(cell) for cell in row))
-    if not rows:
-        out.print(f"{title}: none")
-    else:
-        out.print(t)
 
 
 def show_new_token(new: NewToken, as_json: bool) -> None:
@@ -397,7 +314,3 @@ def token_revoke(
         emit_json(view)
     else:
         out.print(f"Revoked token {view.id} ({view.prefix}…) of {view.org}/{view.account}.")
-
-
-def main() -> None:
-    app()

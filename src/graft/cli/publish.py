@@ -1,0 +1,129 @@
+"""`graft publish ECOSYSTEM FILE…`: upload patched or private builds to a Graft server."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import IO, Annotated, cast
+
+import httpx
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
+
+from graft.cli.app import app
+from graft.cli.common import err, fail, out
+
+publish_app = typer.Typer(
+    help="Publish patched builds (same version, CVEs fixed) or private packages.",
+    no_args_is_help=True,
+)
+app.add_typer(publish_app, name="publish")
+
+UrlOpt = Annotated[str, typer.Option(help="Graft's URL.", envvar="GRAFT_URL")]
+TokenOpt = Annotated[
+    str, typer.Option(help="A token with the publish scope.", envvar="GRAFT_TOKEN")
+]
+
+
+class _Reading:
+    """A file object that advances a progress bar as httpx reads it."""
+
+    def __init__(self, fh: IO[bytes], progress: Progress, task: int) -> None:
+        self.fh, self.progress, self.task = fh, progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.fh.read(size)
+        self.progress.advance(self.task, len(data))  # type: ignore[arg-type]
+        return data
+
+    def fileno(self) -> int:  # lets httpx send a Content-Length
+        return self.fh.fileno()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@publish_app.command("pypi")
+def pypi(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Wheels and sdists.", exists=True, dir_okay=False, readable=True),
+    ],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    fixes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fixes", help="Advisory fixed by this build, e.g. CVE-2024-1234 (repeatable)."
+        ),
+    ] = None,
+    allow_missing_upstream: Annotated[
+        bool, typer.Option(help="Allow a patched build of a version no upstream has.")
+    ] = False,
+    private: Annotated[
+        bool,
+        typer.Option(
+            help="Publish as this organization's private package even though "
+            "the name exists upstream (it is then never taken from upstream)."
+        ),
+    ] = False,
+) -> None:
+    """Upload to /pypi/legacy/. A patched build's version is <upstream>+<label>.<N>."""
+    if not token:
+        raise fail("a token is needed: --token or GRAFT_TOKEN (publish scope)", 2)
+    endpoint = f"{url.rstrip('/')}/pypi/legacy/"
+    failures = 0
+    with httpx.Client(auth=("__token__", token), timeout=httpx.Timeout(300, connect=10)) as client:
+        for path in files:
+            data: dict[str, str | list[str]] = {
+                ":action": "file_upload",
+                "sha256_digest": _sha256(path),
+                "graft_fixes": list(fixes or []),
+            }
+            if allow_missing_upstream:
+                data["graft_allow_missing_upstream"] = "1"
+            if private:
+                data["graft_private"] = "1"
+            with (
+                path.open("rb") as fh,
+                Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    console=err,
+                    transient=True,
+                ) as progress,
+            ):
+                task = progress.add_task(path.name, total=path.stat().st_size)
+                reader = cast(IO[bytes], _Reading(fh, progress, task))
+                try:
+                    response = client.post(
+                        endpoint,
+                        data=data,
+                        files={"content": (path.name, reader, "application/octet-stream")},
+                    )
+                except httpx.HTTPError as exc:
+                    raise fail(f"cannot reach {endpoint}: {exc}") from None
+            if response.status_code == 200:
+                out.print(response.text.strip())
+            else:
+                failures += 1
+                err.print(
+                    f"[bold red]error:[/] {path.name}: {response.status_code} "
+                    f"{response.text.strip()}",
+                    highlight=False,
+                )
+    if failures:
+        raise typer.Exit(1)
