@@ -100,11 +100,16 @@ class PyPIService:
     async def resolve(self, org_id: int, project: str) -> Resolved:
         local = await self.ctx.catalog.files(org_id, ECOSYSTEM, project)
         private = any(f.kind == "private" for f in local)
-        found = None if private else await self.upstream_files(project)
+        stale = False
+        try:
+            found = None if private else await self.upstream_files(project)
+        except UpstreamUnavailable:
+            if not local:
+                raise
+            found, stale = None, True  # the organization's own files are still served
         files: list[DistFile] = []
         identity = ""
         upstream = None
-        stale = False
         if found is not None:
             upstream, page, upstream_files = found
             files.extend(upstream_files)
