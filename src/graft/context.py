@@ -129,7 +129,7 @@ class AppContext:
             await self.accounts.record_last_used(seen)
         except Exception:
             for token_id, when in seen.items():  # keep them for the next round
-                self.auth.last_used.setdefault(token_id, when)
+                self.auth.last_used.setdefault(token_id, when.timestamp())
             raise
 
     async def _housekeep(self) -> None:

@@ -66,3 +66,17 @@ class BodyLimitMiddleware:
             if not answered:
                 raise
             # The app failed on the body we cut off; the client already has its 413.
+        if answered:
+            await self._drain(receive)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read and drop the rest of a refused body (up to a bound), so that a client that
+        sends it all before reading the answer sees the 413 instead of a reset connection."""
+        dropped = 0
+        while dropped < max(self.max_bytes * 4, 16 << 20):
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return

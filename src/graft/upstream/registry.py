@@ -45,12 +45,17 @@ class UpstreamRegistry:
             raise ValueError(f"duplicate [[upstream]] names in the configuration: {names}")
         self.refresh_seconds = refresh_seconds
         self._stored: list[UpstreamConfig] = []
+        self._by_ecosystem: dict[str, list[UpstreamConfig]] = {}
         self._loaded_at = float("-inf")
 
     async def load(self) -> None:
         async with self.db.session() as s:
             rows = await s.scalars(select(UpstreamRecord).order_by(UpstreamRecord.id))
             self._stored = [_from_record(r) for r in rows]
+        by_ecosystem: dict[str, list[UpstreamConfig]] = {}
+        for upstream in sorted(self.configured + self._stored, key=lambda u: u.priority):
+            by_ecosystem.setdefault(upstream.ecosystem, []).append(upstream)
+        self._by_ecosystem = by_ecosystem
         self._loaded_at = time.monotonic()
 
     async def for_ecosystem(self, ecosystem: str) -> list[UpstreamConfig]:
@@ -60,9 +65,7 @@ class UpstreamRegistry:
         return self.cached(ecosystem)
 
     def cached(self, ecosystem: str) -> list[UpstreamConfig]:
-        everything = self.configured + self._stored
-        found = [u for u in everything if u.ecosystem == ecosystem]
-        return sorted(found, key=lambda u: u.priority)
+        return self._by_ecosystem.get(ecosystem, [])
 
     def all(self) -> list[UpstreamConfig]:
         return sorted(self.configured + self._stored, key=lambda u: (u.ecosystem, u.priority))

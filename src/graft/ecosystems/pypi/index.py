@@ -4,6 +4,7 @@ and choosing between them from the Accept header."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from html import escape
 
 from graft.ecosystems.pypi import versions
@@ -19,6 +20,7 @@ _ALIASES = {
 }
 
 
+@lru_cache(maxsize=256)  # clients send the same few Accept strings over and over
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer with, or None when nothing acceptable is offered (406).
 

@@ -95,7 +95,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         principal = await ctx.authenticate(request, Scope.READ)
         name = request.path_params["project"]
         canonical = normalize(name)
-        if name != canonical or not request.url.path.endswith("/"):
+        if name != canonical or not request.scope["path"].endswith("/"):
             target = f"{prefix_of(request)}/simple/{canonical}/"
             if request.url.query:
                 target += f"?{request.url.query}"
