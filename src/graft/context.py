@@ -92,13 +92,19 @@ class AppContext:
 
         Protocol routes call this first; it costs no database query while the token is cached.
         """
-        client = conn.client.host if conn.client else "unknown"
+        raw = conn.scope
+        authorization = None
+        for key, value in raw["headers"]:  # no Headers object: this runs on every request
+            if key == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        client = raw["client"][0] if raw.get("client") else "unknown"
         try:
-            principal = await self.auth.authenticate(conn.headers.get("authorization"), client)
+            principal = await self.auth.authenticate(authorization, client)
         except Unauthorized as exc:
             exc.challenge = exc.challenge or challenge
             raise
-        conn.scope[PRINCIPAL_KEY] = principal
+        raw[PRINCIPAL_KEY] = principal
         if not principal.allows(scope):
             raise Forbidden(
                 f"token lacks the {scope.value!r} scope "

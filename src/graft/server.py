@@ -18,7 +18,7 @@ from graft.accounts.scopes import Scope as TokenScope
 from graft.context import AppContext
 from graft.ecosystems.base import Ecosystem
 from graft.metrics import render
-from graft.observe import ObserveMiddleware
+from graft.observe import ACCESS_LOG, ObserveMiddleware
 from graft.settings import Settings, get_settings
 
 log = logging.getLogger("graft")
@@ -94,6 +94,7 @@ def create_app(
             yield {}
         finally:
             await ctx.stop()
+            ACCESS_LOG.flush()
 
     routes = _core_routes(ctx)
     routes.append(Mount("/api", app=create_api(ctx)))
