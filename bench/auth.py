@@ -226,6 +226,18 @@ def auth_cost(cells: list[Cell], server: str, workers: int, access_log: bool) ->
     return 1 - pair["auth"].rps / pair["open"].rps
 
 
+def round_costs(cells: list[Cell], server: str, workers: int, access_log: bool) -> list[float]:
+    """1 - auth/open of each round's pair (open run i, auth run i): shows the run-to-run noise."""
+    pair = _pair(cells, server, workers, access_log)
+    if "open" not in pair or "auth" not in pair:
+        return []
+    return [
+        1 - a.requests_per_second / o.requests_per_second
+        for o, a in zip(pair["open"].runs, pair["auth"].runs, strict=True)
+        if o.requests_per_second
+    ]
+
+
 def auth_cpu_cost(cells: list[Cell], server: str, workers: int, access_log: bool) -> float | None:
     """1 - open CPU/request / auth CPU/request: the throughput a CPU-bound server would lose;
     steadier than req/s when other guests steal CPU or wrk competes for it."""
@@ -286,10 +298,12 @@ def verdicts(cells: list[Cell], budget: float) -> tuple[list[str], bool]:
         ok = cost < budget / 100
         within &= ok
         cpu_cost = auth_cpu_cost(cells, server, workers, access_log)
-        by_cpu = f" (by server CPU per request: {cpu_cost * 100:.1f} %)" if cpu_cost else ""
+        by_cpu = f"; by server CPU per request: {cpu_cost * 100:.1f} %" if cpu_cost else ""
+        per_round = round_costs(cells, server, workers, access_log)
+        rounds = ", ".join(f"{c * 100:.1f}" for c in per_round)
         out.append(
             f"{server} workers={workers} access_log={'on' if access_log else 'off'}: auth costs "
-            f"{cost * 100:.1f} % of throughput{by_cpu}: "
+            f"{cost * 100:.1f} % of throughput (per round: {rounds} %{by_cpu}): "
             + ("within" if ok else "OVER")
             + f" the {budget:g} % budget"
         )
@@ -376,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                         "workers": w,
                         "access_log": a,
                         "value": round(cost * 100, 2),
+                        "per_round": [round(x * 100, 2) for x in round_costs(cells, s, w, a)],
                         "by_server_cpu": round(cpu * 100, 2)
                         if (cpu := auth_cpu_cost(cells, s, w, a)) is not None
                         else None,
