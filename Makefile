@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite drives as real clients (installed only when missing).
-TEST_APT_PACKAGES ?= curl ca-certificates gpgv dpkg
+TEST_APT_PACKAGES ?= curl ca-certificates gpgv gnupg dpkg apt apt-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test install install-test system-deps lint pytest clean

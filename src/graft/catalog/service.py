@@ -93,21 +93,26 @@ class CatalogService:
 
     async def _load(self, key: _Key) -> tuple[CatalogFile, ...]:
         org_id, ecosystem, package = key
+        query = select(CatalogArtifact).where(
+            CatalogArtifact.org_id == org_id, CatalogArtifact.ecosystem == ecosystem
+        )
+        if package != "*":  # "*": the whole ecosystem (names never contain '*')
+            query = query.where(CatalogArtifact.package == package)
         async with self.db.session() as s:
-            rows = await s.scalars(
-                select(CatalogArtifact)
-                .where(
-                    CatalogArtifact.org_id == org_id,
-                    CatalogArtifact.ecosystem == ecosystem,
-                    CatalogArtifact.package == package,
-                )
-                .order_by(CatalogArtifact.id)
-            )
+            rows = await s.scalars(query.order_by(CatalogArtifact.id))
             found = tuple(_view(r) for r in rows)
         self._cache[key] = (time.monotonic(), found)
         if len(self._cache) > 50_000:
             self._cache.clear()
         return found
+
+    async def packages_files(self, org_id: int, ecosystem: str) -> tuple[CatalogFile, ...]:
+        """Every file the organization published in an ecosystem (cached like `files`)."""
+        key = (org_id, ecosystem, "*")
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1]
+        return await self._flights.do(key, lambda: self._load(key))
 
     async def packages(self, org_id: int, ecosystem: str) -> list[str]:
         """Every package name the organization published in an ecosystem."""
@@ -163,4 +168,5 @@ class CatalogService:
                 f"{filename} already exists; published files cannot be replaced"
             ) from None
         self._cache.pop((org_id, ecosystem, package), None)
+        self._cache.pop((org_id, ecosystem, "*"), None)
         return view

@@ -10,7 +10,10 @@ import importlib
 
 from graft.ecosystems.base import Ecosystem, PublishResult
 
-MODULES: tuple[str, ...] = ("graft.ecosystems.pypi",)
+MODULES: tuple[str, ...] = (
+    "graft.ecosystems.pypi",
+    "graft.ecosystems.apt",
+)
 
 
 def check(ecosystems: list[Ecosystem]) -> list[Ecosystem]:
