@@ -292,3 +292,72 @@ def test_non_deb_and_republish_and_scope(graft: GraftServer, patched: Path, tmp_
         auth=("x", graft.token),
     ).json()["token"]
     assert upload(graft, patched, token=reader).status_code == 403
+
+
+def test_cli_publish_deb(graft: GraftServer, tmp_path: Path) -> None:
+    deb = build_deb(tmp_path, DebSpec("libwget", "1.0-1.graft.1"))
+    proc = graft.cli(
+        "publish",
+        "deb",
+        str(deb),
+        "--codename",
+        CODENAME,
+        "--url",
+        graft.url,
+        "--token",
+        graft.token,
+        "--fixes",
+        "CVE-2024-9999",
+    )
+    assert "published libwget 1.0-1.graft.1 for debian bookworm" in proc.stdout
+    packages = httpx.get(
+        f"{graft.url}/debian/{CODENAME}/dists/{CODENAME}/main/binary-amd64/Packages",
+        auth=("rootio", graft.token),
+    ).text
+    assert "Package: rootio-libwget\nVersion: 1.0-1.graft.1" in packages
+    assert "Provides: libwget (= 1.0-1)" in packages
+    bad = graft.cli(
+        "publish",
+        "deb",
+        str(deb),
+        "--codename",
+        CODENAME,
+        "--url",
+        graft.url,
+        "--token",
+        graft.token,
+        check=False,
+    )
+    assert bad.returncode == 1 and "already exists" in bad.stderr
+
+
+def test_untrusted_upstream_keeps_the_last_good_state(
+    tmp_path: Path, upstream: tuple[UpstreamAptRepo, str]
+) -> None:
+    repo, url = upstream
+    config = [
+        {
+            "ecosystem": "debian",
+            "name": "debian",
+            "url": url,
+            "keyring": str(repo.keyring),
+            "ttl_seconds": 0,
+        }
+    ]
+    srv = GraftServer(tmp_path / "g", upstream=json.dumps(config)).start()
+    auth = ("rootio", srv.token)
+    packages = f"{srv.url}/debian/{CODENAME}/dists/{CODENAME}/main/binary-amd64/Packages"
+    inrelease = repo.root / "dists" / CODENAME / "InRelease"
+    good = inrelease.read_bytes()
+    try:
+        before = httpx.get(packages, auth=auth)
+        assert before.status_code == 200 and b"rootio-wgetish" in before.content
+        # Someone re-signs the upstream Release with a key that is not in the keyring.
+        other = make_upstream_repo(tmp_path / "evil", CODENAME, [DebSpec("evil", "1.0-1")])
+        inrelease.write_bytes((other.root / "dists" / CODENAME / "InRelease").read_bytes())
+        after = httpx.get(packages, auth=auth)
+        assert after.status_code == 200 and after.content == before.content
+        assert "failed verification; serving the last good state" in srv.log()
+    finally:
+        inrelease.write_bytes(good)
+        srv.stop()

@@ -108,3 +108,24 @@ def test_configure_prints_client_configuration(tmp_path: Path) -> None:
     assert "repository = https://graft.example.com/pypi/legacy/" in twine
     bad = run_cli(env, "configure", "pip", "--url", "graft.example.com", check=False)
     assert bad.returncode == 2
+
+
+def test_configure_apt(tmp_path: Path) -> None:
+    env = graft_env(tmp_path)
+    out = run_cli(
+        env,
+        "configure",
+        "apt",
+        "--url",
+        "https://graft.example.com",
+        "--distro",
+        "ubuntu",
+        "--codename",
+        "noble",
+    ).stdout
+    assert (
+        "deb [signed-by=/etc/apt/keyrings/graft.gpg] https://graft.example.com/ubuntu/noble "
+        "noble main"
+    ) in out
+    assert "machine https://graft.example.com/ubuntu login rootio password $GRAFT_TOKEN" in out
+    assert "--mount=type=secret,id=graft_token" in out and "rm -f /etc/apt/auth.conf.d" in out

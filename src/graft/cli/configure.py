@@ -17,6 +17,41 @@ class Client(StrEnum):
     uv = "uv"
     poetry = "poetry"
     twine = "twine"
+    apt = "apt"
+
+
+def _apt(base: str, token: str, distro: str, codename: str) -> str:
+    repo = f"{base}/{distro}/{codename}"
+    machine = f"machine {base}/{distro} login rootio password"
+    return f"""\
+# 1. Graft's archive key (public; no token needed)
+curl -fsSL {base}/keys/graft-archive-keyring.gpg -o /etc/apt/keyrings/graft.gpg
+
+# 2. the repository, next to your distribution's own sources
+echo "deb [signed-by=/etc/apt/keyrings/graft.gpg] {repo} {codename} main" \\
+    > /etc/apt/sources.list.d/graft.list
+
+# 3. credentials: /etc/apt/auth.conf.d/graft.conf (chmod 600). Keep the scheme in the machine
+#    line: over plain http apt sends no credentials without it.
+{machine} {token}
+
+# 4. install patched packages; rootio-X falls back to upstream X until a patched build exists
+apt-get update && apt-get install -y rootio-curl
+#    A patched build replaces X (Conflicts/Replaces), so plain `apt-get upgrade` holds it back:
+#    use `apt-get install rootio-curl` or `apt-get full-upgrade` to move to it.
+
+# Dockerfile, with the token as a BuildKit secret (nothing left in the image):
+#   docker build --secret id=graft_token,env=GRAFT_TOKEN .
+# syntax=docker/dockerfile:1
+RUN --mount=type=secret,id=graft_token \\
+    curl -fsSL {base}/keys/graft-archive-keyring.gpg -o /etc/apt/keyrings/graft.gpg && \\
+    echo "deb [signed-by=/etc/apt/keyrings/graft.gpg] {repo} {codename} main" \\
+        > /etc/apt/sources.list.d/graft.list && \\
+    printf '{machine} %s\\n' "$(cat /run/secrets/graft_token)" \\
+        > /etc/apt/auth.conf.d/graft.conf && \\
+    apt-get update && apt-get install -y rootio-curl && \\
+    rm -f /etc/apt/auth.conf.d/graft.conf && rm -rf /var/lib/apt/lists/*
+"""
 
 
 def _snippets(client: Client, base: str, token: str) -> str:
@@ -75,16 +110,21 @@ password = {token}
 
 @app.command()
 def configure(
-    client: Annotated[Client, typer.Argument(help="pip, uv, poetry or twine.")],
+    client: Annotated[Client, typer.Argument(help="pip, uv, poetry, twine or apt.")],
     url: Annotated[
         str, typer.Option(help="Graft's URL as clients reach it.", envvar="GRAFT_URL")
     ] = "http://127.0.0.1:8000",
     token: Annotated[
         str, typer.Option(help="Token to put in the snippets (default: a placeholder).")
     ] = "$GRAFT_TOKEN",
+    distro: Annotated[str, typer.Option(help="apt: debian or ubuntu.")] = "debian",
+    codename: Annotated[str, typer.Option(help="apt: e.g. bookworm or noble.")] = "bookworm",
 ) -> None:
     """Print the configuration a client needs to install from (or publish to) Graft."""
     base = url.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise fail(f"--url must be an http(s) URL, not {url!r}", 2)
+    if client is Client.apt:
+        print(_apt(base, token, distro, codename), end="")
+        return
     print(_snippets(client, base, token), end="")

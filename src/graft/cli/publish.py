@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated, cast
 
@@ -80,21 +81,68 @@ def pypi(
     ] = False,
 ) -> None:
     """Upload to /pypi/legacy/. A patched build's version is <upstream>+<label>.<N>."""
-    if not token:
+
+    def fields(path: Path) -> dict[str, str | list[str]]:
+        data: dict[str, str | list[str]] = {
+            ":action": "file_upload",
+            "sha256_digest": _sha256(path),
+            "graft_fixes": list(fixes or []),
+        }
+        if allow_missing_upstream:
+            data["graft_allow_missing_upstream"] = "1"
+        if private:
+            data["graft_private"] = "1"
+        return data
+
+    _upload_all(f"{url.rstrip('/')}/pypi/legacy/", ("__token__", token), files, "content", fields)
+
+
+@publish_app.command("deb")
+def deb(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Patched .deb files.", exists=True, dir_okay=False, readable=True),
+    ],
+    codename: Annotated[str, typer.Option(help="e.g. bookworm, trixie, jammy, noble.")],
+    distro: Annotated[str, typer.Option(help="debian or ubuntu.")] = "debian",
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    fixes: Annotated[
+        list[str] | None,
+        typer.Option("--fixes", help="Advisory fixed by this build (repeatable)."),
+    ] = None,
+    allow_missing_upstream: Annotated[
+        bool, typer.Option(help="Allow a patched build of a version the upstream lacks.")
+    ] = False,
+) -> None:
+    """Upload patched .debs (version <upstream>.<label>.<N>); Graft serves each as its own
+    name and as rootio-<name>."""
+    if distro not in ("debian", "ubuntu"):
+        raise fail(f"--distro must be debian or ubuntu, not {distro!r}", 2)
+
+    def fields(path: Path) -> dict[str, str | list[str]]:
+        data: dict[str, str | list[str]] = {"fixes": list(fixes or [])}
+        if allow_missing_upstream:
+            data["allow_missing_upstream"] = "1"
+        return data
+
+    endpoint = f"{url.rstrip('/')}/{distro}/{codename}/upload"
+    _upload_all(endpoint, ("rootio", token), files, "file", fields)
+
+
+def _upload_all(
+    endpoint: str,
+    auth: tuple[str, str],
+    files: list[Path],
+    part: str,
+    fields: Callable[[Path], dict[str, str | list[str]]],
+) -> None:
+    """POST each file as multipart with a progress bar; print the server's answer."""
+    if not auth[1]:
         raise fail("a token is needed: --token or GRAFT_TOKEN (publish scope)", 2)
-    endpoint = f"{url.rstrip('/')}/pypi/legacy/"
     failures = 0
-    with httpx.Client(auth=("__token__", token), timeout=httpx.Timeout(300, connect=10)) as client:
+    with httpx.Client(auth=auth, timeout=httpx.Timeout(300, connect=10)) as client:
         for path in files:
-            data: dict[str, str | list[str]] = {
-                ":action": "file_upload",
-                "sha256_digest": _sha256(path),
-                "graft_fixes": list(fixes or []),
-            }
-            if allow_missing_upstream:
-                data["graft_allow_missing_upstream"] = "1"
-            if private:
-                data["graft_private"] = "1"
             with (
                 path.open("rb") as fh,
                 Progress(
@@ -111,8 +159,8 @@ def pypi(
                 try:
                     response = client.post(
                         endpoint,
-                        data=data,
-                        files={"content": (path.name, reader, "application/octet-stream")},
+                        data=fields(path),
+                        files={part: (path.name, reader, "application/octet-stream")},
                     )
                 except httpx.HTTPError as exc:
                     raise fail(f"cannot reach {endpoint}: {exc}") from None

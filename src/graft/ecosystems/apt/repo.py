@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from graft.ecosystems.apt.index import (
 )
 from graft.ecosystems.apt.signing import ArchiveKey
 from graft.ecosystems.apt.upstream import (
+    UpstreamUntrusted,
     decompress,
     load_keyring,
     parse_packages,
@@ -42,7 +44,9 @@ from graft.ecosystems.apt.upstream import (
 )
 from graft.errors import NotFound
 from graft.upstream.config import UpstreamConfig
-from graft.upstream.pages import UpstreamUnavailable
+from graft.upstream.pages import Page, UpstreamUnavailable
+
+log = logging.getLogger("graft.apt")
 
 ARCHITECTURES = ("amd64", "arm64")
 COMPONENT = "main"
@@ -97,6 +101,7 @@ class AptRepository:
         self.prefix = ctx.settings.os_package_prefix
         self._fallbacks: dict[str, tuple[str, dict[tuple[str, str], PoolFile]]] = {}
         self._upstream: dict[str, tuple[str, tuple[str, list[UpstreamPackage]]]] = {}
+        self._rejected: dict[str, str] = {}  # base URL → identity of an InRelease that failed
         self._rendered: OrderedDict[tuple[int, str], Rendered] = OrderedDict()
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
         self._key: ArchiveKey | None = None
@@ -135,8 +140,27 @@ class AptRepository:
         if not inrelease.found:
             raise NotFound(f"{upstream.name} has no {codename}")
         cached = self._upstream.get(base)
-        if cached is not None and cached[0] == inrelease.identity:
-            return cached[1]  # the signed Release is unchanged, so are its indexes
+        if cached is not None and inrelease.identity in (cached[0], self._rejected.get(base)):
+            return cached[1]  # unchanged (or the same bad copy as before): nothing to verify
+        try:
+            result = await self._verified(upstream, base, inrelease)
+        except UpstreamUntrusted:
+            if cached is None:
+                raise
+            # A bad signature or hash upstream: keep serving the last verified state.
+            self._rejected[base] = inrelease.identity
+            log.error(
+                "upstream %s %s failed verification; serving the last good state",
+                upstream.name,
+                codename,
+            )
+            return cached[1]
+        self._upstream[base] = (inrelease.identity, result)
+        return result
+
+    async def _verified(
+        self, upstream: UpstreamConfig, base: str, inrelease: Page
+    ) -> tuple[str, list[UpstreamPackage]]:
         if not upstream.keyring:
             raise UpstreamUnavailable(f"upstream {upstream.name} has no keyring configured")
         keyring = load_keyring(await asyncio.to_thread(Path(upstream.keyring).read_bytes))
@@ -172,9 +196,7 @@ class AptRepository:
                         stanza.get("Multi-Arch"),
                     )
                 )
-        result = ("|".join(identity), packages)
-        self._upstream[base] = (inrelease.identity, result)
-        return result
+        return "|".join(identity), packages
 
     # -- fallbacks ------------------------------------------------------------------------
     def fallbacks(
