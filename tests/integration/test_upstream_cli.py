@@ -129,3 +129,17 @@ def test_configure_apt(tmp_path: Path) -> None:
     ) in out
     assert "machine https://graft.example.com/ubuntu login rootio password $GRAFT_TOKEN" in out
     assert "--mount=type=secret,id=graft_token" in out and "rm -f /etc/apt/auth.conf.d" in out
+
+
+def test_configure_apk(tmp_path: Path) -> None:
+    out = run_cli(
+        graft_env(tmp_path),
+        "configure",
+        "apk",
+        "--url",
+        "https://graft.example.com",
+        "--release",
+        "3.21",
+    ).stdout
+    assert "https://root:$GRAFT_TOKEN@graft.example.com/alpine/3.21" in out
+    assert "/keys/apk-key-name" in out and "--mount=type=secret,id=graft_token" in out

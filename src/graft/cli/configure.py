@@ -18,6 +18,32 @@ class Client(StrEnum):
     poetry = "poetry"
     twine = "twine"
     apt = "apt"
+    apk = "apk"
+
+
+def _apk(base: str, token: str, release: str) -> str:
+    host_path = base.split("://", 1)[1]
+    scheme = base.split("://", 1)[0]
+    return f"""\
+# 1. Graft's signing key, under the file name apk expects
+KEY=$(wget -qO- {base}/keys/apk-key-name) && wget -qO /etc/apk/keys/$KEY {base}/keys/$KEY
+
+# 2. the repository (the token is the password; any user name works)
+echo "{scheme}://root:{token}@{host_path}/alpine/{release}" >> /etc/apk/repositories
+
+# 3. install; rootio-X falls back to upstream X until a patched build exists, and a plain
+#    `apk upgrade` moves to the patched build the day it is published
+apk update && apk add rootio-curl
+
+# Dockerfile, with the token as a BuildKit secret (nothing left in the image):
+#   docker build --secret id=graft_token,env=GRAFT_TOKEN .
+# syntax=docker/dockerfile:1
+RUN --mount=type=secret,id=graft_token \\
+    KEY=$(wget -qO- {base}/keys/apk-key-name) && wget -qO /etc/apk/keys/$KEY {base}/keys/$KEY && \\
+    apk add --repository \\
+        "{scheme}://root:$(cat /run/secrets/graft_token)@{host_path}/alpine/{release}" \\
+        rootio-curl
+"""
 
 
 def _apt(base: str, token: str, distro: str, codename: str) -> str:
@@ -110,7 +136,7 @@ password = {token}
 
 @app.command()
 def configure(
-    client: Annotated[Client, typer.Argument(help="pip, uv, poetry, twine or apt.")],
+    client: Annotated[Client, typer.Argument(help="pip, uv, poetry, twine, apt or apk.")],
     url: Annotated[
         str, typer.Option(help="Graft's URL as clients reach it.", envvar="GRAFT_URL")
     ] = "http://127.0.0.1:8000",
@@ -119,6 +145,7 @@ def configure(
     ] = "$GRAFT_TOKEN",
     distro: Annotated[str, typer.Option(help="apt: debian or ubuntu.")] = "debian",
     codename: Annotated[str, typer.Option(help="apt: e.g. bookworm or noble.")] = "bookworm",
+    release: Annotated[str, typer.Option(help="apk: Alpine release, e.g. 3.20.")] = "3.20",
 ) -> None:
     """Print the configuration a client needs to install from (or publish to) Graft."""
     base = url.rstrip("/")
@@ -126,5 +153,8 @@ def configure(
         raise fail(f"--url must be an http(s) URL, not {url!r}", 2)
     if client is Client.apt:
         print(_apt(base, token, distro, codename), end="")
+        return
+    if client is Client.apk:
+        print(_apk(base, token, release), end="")
         return
     print(_snippets(client, base, token), end="")

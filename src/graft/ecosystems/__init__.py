@@ -13,6 +13,7 @@ from graft.ecosystems.base import Ecosystem, PublishResult
 MODULES: tuple[str, ...] = (
     "graft.ecosystems.pypi",
     "graft.ecosystems.apt",
+    "graft.ecosystems.apk",
 )
 
 

@@ -275,6 +275,16 @@ def rootio_copy(pkg: ApkPackage | bytes, prefix: str, upstream_version: str, key
     return _assemble(fields, pkg.data_gz, key, scripts)
 
 
+def resign(pkg: ApkPackage | bytes, key: ApkKey) -> bytes:
+    """The same package (control fields, scripts and data unchanged) signed with our key, so
+    that clients trusting only Graft's key accept a build signed elsewhere."""
+    if isinstance(pkg, bytes):
+        pkg = read_apk(pkg)
+    fields: dict[str, list[str]] = {k: list(v) for k, v in pkg.pkginfo.items()}
+    scripts = {k: v for k, v in pkg.control_files().items() if k != ".PKGINFO"}
+    return _assemble(fields, pkg.data_gz, key, scripts)
+
+
 def _dep_name(dep: str) -> str:
     for i, ch in enumerate(dep):
         if ch in "<>=~":
