@@ -158,6 +158,27 @@ def test_patched_build_replaces_the_fallback(graft: GraftServer, tmp_path: Path)
     assert ("alpine", RELEASE, "curl", "fallback") in rows
 
 
+def test_cli_publish_apk(graft: GraftServer, tmp_path: Path) -> None:
+    builder = ApkKey.load_or_create(tmp_path / "builder", name_prefix="builder")
+    path = tmp_path / "zlib-1.3.1-r10071.apk"
+    path.write_bytes(apk(builder, "zlib", "1.3.1-r10071"))
+    proc = graft.cli(
+        "publish",
+        "apk",
+        str(path),
+        "--release",
+        RELEASE,
+        "--url",
+        graft.url,
+        "--token",
+        graft.token,
+        "--fixes",
+        "CVE-2023-45853",
+    )
+    assert "published zlib 1.3.1-r10071 for Alpine v3.20" in proc.stdout
+    assert ("rootio-zlib", "1.3.1-r10071") in {(p["P"], p["V"]) for p in index(graft)}
+
+
 @pytest.mark.parametrize(
     ("version", "needle"),
     [

@@ -130,6 +130,37 @@ def deb(
     _upload_all(endpoint, ("rootio", token), files, "file", fields)
 
 
+@publish_app.command("apk")
+def apk(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Patched .apk files.", exists=True, dir_okay=False, readable=True),
+    ],
+    release: Annotated[str, typer.Option(help="Alpine release, e.g. 3.20.")],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    fixes: Annotated[
+        list[str] | None,
+        typer.Option("--fixes", help="Advisory fixed by this build (repeatable)."),
+    ] = None,
+    allow_missing_upstream: Annotated[
+        bool, typer.Option(help="Allow a patched build of a version the upstream lacks.")
+    ] = False,
+) -> None:
+    """Upload patched .apk files (pkgrel = upstream pkgrel + 007 + N, e.g. 8.9.1-r10071);
+    Graft re-signs them and serves each as its own name and as rootio-<name>."""
+
+    def fields(path: Path) -> dict[str, str | list[str]]:
+        data: dict[str, str | list[str]] = {"fixes": list(fixes or [])}
+        if allow_missing_upstream:
+            data["allow_missing_upstream"] = "1"
+        return data
+
+    _upload_all(
+        f"{url.rstrip('/')}/alpine/{release}/upload", ("root", token), files, "file", fields
+    )
+
+
 def _upload_all(
     endpoint: str,
     auth: tuple[str, str],
