@@ -66,6 +66,7 @@ class PyPIService:
         self._parsed: OrderedDict[str, tuple[str, tuple[DistFile, ...]]] = OrderedDict()
         self._rendered: OrderedDict[tuple[int, str, str], tuple[str, Rendered]] = OrderedDict()
         self.max_rendered = max_rendered
+        self._urls: dict[tuple[str, str], str] = {}
 
     # -- sources --------------------------------------------------------------------------
     async def upstream_files(
@@ -75,7 +76,7 @@ class PyPIService:
         Raises UpstreamUnavailable when no upstream has it and at least one could not answer."""
         failure: UpstreamUnavailable | None = None
         for upstream in await self.ctx.upstreams.for_ecosystem(ECOSYSTEM):
-            url = urljoin(upstream.url, f"{project}/")
+            url = self._project_url(upstream.url, project)
             try:
                 page = await self.ctx.pages.get(upstream, url, accept=ACCEPT)
             except UpstreamUnavailable as exc:
@@ -86,6 +87,15 @@ class PyPIService:
         if failure is not None:
             raise failure
         return None
+
+    def _project_url(self, base: str, project: str) -> str:
+        key = (base, project)
+        url = self._urls.get(key)
+        if url is None:  # urljoin is slow enough to matter on every page request
+            if len(self._urls) > 100_000:
+                self._urls.clear()
+            url = self._urls[key] = urljoin(base, f"{project}/")
+        return url
 
     def _parse(self, page: Page) -> tuple[DistFile, ...]:
         hit = self._parsed.get(page.url)
