@@ -20,11 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -262,7 +262,27 @@ class GraftServer:
             proc.wait(5.0)
 
 
+def make_read_token(srv: GraftServer, org: str = "demo", account: str = "admin") -> str:
+    """A read-scoped token for the demo admin account, via `graft token create --json`."""
+    out = srv.cli(
+        "token", "create", "--org", org, "--account", account, "--scope", "read", "--json"
+    )
+    try:
+        token = json.loads(out)["token"]
+    except (ValueError, KeyError, TypeError):
+        raise BenchError(f"unexpected `graft token create --json` output: {out!r}") from None
+    if not isinstance(token, str) or not TOKEN_RE.match(token):
+        raise BenchError("`graft token create --json` returned no well-formed token")
+    return token
+
+
 # -- wrk --------------------------------------------------------------------------------------
+class CpuMeter(Protocol):
+    """Anything that can tell the CPU seconds its processes used so far (GraftServer, peers)."""
+
+    def cpu_seconds(self) -> float: ...
+
+
 @dataclass
 class WrkResult:
     url: str
@@ -279,12 +299,18 @@ class WrkResult:
     cpu_steal_percent: float | None = None
     # Cores busy with anything but this server and wrk (other people's jobs on a shared box).
     other_cpu_cores: float | None = None
+    # Cores spent in softirq (included in other_cpu_cores: loopback TCP is largely done there).
+    softirq_cores: float | None = None
+    # wrk's "N requests in Xs, Y MB read" and "Transfer/sec" (its units are powers of 1024).
+    bytes_read: int | None = None
+    transfer_bytes_per_second: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_UNIT_BYTES = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
 
 def _ms(value: str, unit: str) -> float:
@@ -304,6 +330,8 @@ def parse_wrk(url: str, text: str) -> WrkResult:
     total = need(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)")
     p50 = need(r"^\s+50%\s+([\d.]+)(us|ms|s|m)\s*$")
     p99 = need(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$")
+    read = re.search(r"requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB|TB) read", text)
+    transfer = re.search(r"^Transfer/sec:\s+([\d.]+)(B|KB|MB|GB|TB)\s*$", text, re.MULTILINE)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     errors = {}
@@ -320,6 +348,10 @@ def parse_wrk(url: str, text: str) -> WrkResult:
         p99_ms=_ms(*p99.groups()),
         non_2xx_3xx=int(non2xx.group(1)) if non2xx else 0,
         socket_errors=errors,
+        bytes_read=round(float(read.group(1)) * _UNIT_BYTES[read.group(2)]) if read else None,
+        transfer_bytes_per_second=(
+            float(transfer.group(1)) * _UNIT_BYTES[transfer.group(2)] if transfer else None
+        ),
     )
 
 
@@ -330,15 +362,17 @@ def run_wrk(
     connections: int,
     duration: str,
     headers: Mapping[str, str] | None = None,
-    server: GraftServer | None = None,
+    server: CpuMeter | None = None,
+    extra_args: Sequence[str] = (),
 ) -> WrkResult:
-    """Run wrk once; with `server`, also measure the CPU its processes used."""
+    """Run wrk once; with `server` (a GraftServer or any CpuMeter), also measure the CPU its
+    processes used."""
     if not url.startswith(f"http://{HOST}:"):
         raise BenchError(f"refusing to load anything but {HOST}: {url}")
     cmd = [wrk_executable(), f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency"]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
-    cmd.append(url)
+    cmd += [*extra_args, url]
     cpu_before = server.cpu_seconds() if server else None
     wrk_before = children_cpu()
     stat_before = system_cpu()
@@ -364,6 +398,7 @@ def run_wrk(
         elapsed_cpu = stat_after.total - stat_before.total
         steal = (stat_after.steal - stat_before.steal) / elapsed_cpu
         result.cpu_steal_percent = round(steal * 100, 1)
+        result.softirq_cores = round((stat_after.softirq - stat_before.softirq) / wall, 2)
         if server_used is not None:
             busy = stat_after.busy - stat_before.busy
             other = max(0.0, busy - server_used - wrk_used) / wall
@@ -378,6 +413,7 @@ class SystemCpu:
     busy: float
     steal: float
     total: float
+    softirq: float = 0.0  # part of busy; loopback networking is largely accounted here
 
 
 def system_cpu() -> SystemCpu | None:
@@ -390,7 +426,7 @@ def system_cpu() -> SystemCpu | None:
         return None
     # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
     v = [int(x) / os.sysconf("SC_CLK_TCK") for x in fields[1:9]]
-    return SystemCpu(busy=v[0] + v[1] + v[2] + v[5] + v[6], steal=v[7], total=sum(v))
+    return SystemCpu(busy=v[0] + v[1] + v[2] + v[5] + v[6], steal=v[7], total=sum(v), softirq=v[6])
 
 
 def children_cpu() -> float:
@@ -490,7 +526,7 @@ def cleanup_on_interrupt() -> Iterator[None]:
         yield
     except KeyboardInterrupt as exc:
         print(
-            f"\ninterrupted ({exc or 'Ctrl-C'}); servers stopped, temp dirs removed",
+            f"\ninterrupted ({str(exc) or 'Ctrl-C'}); servers stopped, temp dirs removed",
             file=sys.stderr,
         )
         raise SystemExit(130) from None
