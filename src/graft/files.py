@@ -6,6 +6,8 @@ server offers it (granian does), so the bytes never pass through Python.
 
 from __future__ import annotations
 
+import hashlib
+
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
@@ -48,3 +50,15 @@ async def serve_blob(
         raise NotFound(f"{filename or digest} is not stored")
     headers["Content-Length"] = str(await blobs.size(digest))
     return StreamingResponse(blobs.open(digest), media_type=media_type, headers=headers)
+
+
+def bytes_response(request: Request, data: bytes, media_type: str, *, immutable: bool) -> Response:
+    """In-memory content (rendered indexes, generated packages) with an ETag and 304s."""
+    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": CACHE_CONTROL if immutable else "private, max-age=0, must-revalidate",
+    }
+    if not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=media_type, headers=headers)

@@ -10,14 +10,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -27,25 +21,13 @@ from graft.accounts.scopes import Scope
 from graft.context import AppContext
 from graft.ecosystems.apk.publish import ApkOptions, publish_apk
 from graft.ecosystems.apk.repo import AlpineRepository
-from graft.errors import InvalidInput, NotFound
-from graft.files import not_modified, serve_blob
+from graft.errors import NotFound
+from graft.files import bytes_response, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.uploads import spooled_upload
 from graft.usage import Served, UsageEvent
 
 APK = "application/octet-stream"
-
-
-def _bytes(request: Request, data: bytes, media_type: str, *, immutable: bool) -> Response:
-    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": "private, max-age=31536000, immutable"
-        if immutable
-        else "private, max-age=0, must-revalidate",
-    }
-    if not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type=media_type, headers=headers)
 
 
 def routes(ctx: AppContext) -> Sequence[BaseRoute]:
@@ -55,7 +37,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         principal = await ctx.authenticate(request, Scope.READ)
         release, arch = request.path_params["release"], request.path_params["arch"]
         rendered = await repo.render(principal.org_id, release, arch)
-        return _bytes(request, rendered.index, "application/gzip", immutable=False)
+        return bytes_response(request, rendered.index, "application/gzip", immutable=False)
 
     async def package(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.READ)
@@ -68,7 +50,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             response = await serve_blob(request, ctx.blobs, pool_file.digest, media_type=APK)
         else:
             assert pool_file.blob is not None
-            response = _bytes(request, pool_file.blob, APK, immutable=True)
+            response = bytes_response(request, pool_file.blob, APK, immutable=True)
         ctx.usage.record(
             UsageEvent(
                 org_id=principal.org_id,
@@ -84,25 +66,15 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
 
     async def upload(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.PUBLISH)
-        async with request.form(max_files=1, max_fields=50, max_part_size=1 << 20) as form:
-            content = form.get("file")
-            if not isinstance(content, UploadFile):
-                raise InvalidInput("the upload has no 'file' part with an .apk")
+        data_dir = ctx.settings.data_dir
+        async with spooled_upload(request, data_dir, "file", "an .apk") as (form, path, _name):
             options = ApkOptions(
                 release=request.path_params["release"],
                 fixes=tuple(str(v) for v in form.getlist("fixes")),
                 allow_missing_upstream=str(form.get("allow_missing_upstream", "")).lower()
                 in ("1", "true", "yes"),
             )
-            fd, tmp = tempfile.mkstemp(prefix="upload-", dir=ctx.settings.data_dir)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := await content.read(1 << 20):
-                        out.write(chunk)
-                published = await publish_apk(ctx, repo, principal, Path(tmp), options)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            published = await publish_apk(ctx, repo, principal, path, options)
         fixes = f", fixes {', '.join(published.fixes)}" if published.fixes else ""
         return PlainTextResponse(
             f"published {published.package} {published.version} for Alpine v{options.release} "
@@ -112,7 +84,9 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
     async def public_key(request: Request) -> Response:
         if request.path_params["name"] != repo.key.key_name:
             raise NotFound(f"no key {request.path_params['name']}; Graft's is {repo.key.key_name}")
-        return _bytes(request, repo.key.public_pem(), "application/x-pem-file", immutable=True)
+        return bytes_response(
+            request, repo.key.public_pem(), "application/x-pem-file", immutable=True
+        )
 
     async def key_name(request: Request) -> Response:
         """The file name apk expects the key under in /etc/apk/keys/ (for scripts)."""

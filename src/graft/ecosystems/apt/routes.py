@@ -10,14 +10,9 @@ GET  /keys/graft-archive-keyring.gpg | .asc  the archive key (public, no token n
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -28,27 +23,15 @@ from graft.context import AppContext
 from graft.ecosystems.apt import debs
 from graft.ecosystems.apt.publish import DebOptions, publish_deb
 from graft.ecosystems.apt.repo import AptRepository
-from graft.errors import InvalidInput, NotFound
-from graft.files import not_modified, serve_blob
+from graft.errors import NotFound
+from graft.files import bytes_response, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.uploads import spooled_upload
 from graft.usage import Served, UsageEvent
 
 DISTROS = ("debian", "ubuntu")
 KEYRING = "/keys/graft-archive-keyring"
 DEB = "application/vnd.debian.binary-package"
-
-
-def _bytes_response(request: Request, data: bytes, media_type: str, *, immutable: bool) -> Response:
-    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": "private, max-age=31536000, immutable"
-        if immutable
-        else "private, max-age=0, must-revalidate",
-    }
-    if not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type=media_type, headers=headers)
 
 
 def routes(ctx: AppContext) -> Sequence[BaseRoute]:
@@ -71,7 +54,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             if path in ("InRelease", "Release")
             else ("application/octet-stream")
         )
-        return _bytes_response(request, data, media, immutable=immutable)
+        return bytes_response(request, data, media, immutable=immutable)
 
     async def pool(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.READ)
@@ -96,7 +79,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             )
             if hashlib.sha256(blob).hexdigest() != pool_file.sha256:  # deterministic by design
                 raise NotFound(f"{pool_file.filename} changed; run apt-get update")
-            response = _bytes_response(request, blob, DEB, immutable=True)
+            response = bytes_response(request, blob, DEB, immutable=True)
         ctx.usage.record(
             UsageEvent(
                 org_id=principal.org_id,
@@ -113,25 +96,15 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
     async def upload(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.PUBLISH)
         repo = repos[_distro(request)]
-        async with request.form(max_files=1, max_fields=50, max_part_size=1 << 20) as form:
-            content = form.get("file")
-            if not isinstance(content, UploadFile):
-                raise InvalidInput("the upload has no 'file' part with a .deb")
+        data_dir = ctx.settings.data_dir
+        async with spooled_upload(request, data_dir, "file", "a .deb") as (form, path, _name):
             options = DebOptions(
                 codename=request.path_params["codename"],
                 fixes=tuple(str(v) for v in form.getlist("fixes")),
                 allow_missing_upstream=str(form.get("allow_missing_upstream", "")).lower()
                 in ("1", "true", "yes"),
             )
-            fd, tmp = tempfile.mkstemp(prefix="upload-", dir=ctx.settings.data_dir)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := await content.read(1 << 20):
-                        out.write(chunk)
-                published = await publish_deb(ctx, repo, principal, Path(tmp), options)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            published = await publish_deb(ctx, repo, principal, path, options)
         fixes = f", fixes {', '.join(published.fixes)}" if published.fixes else ""
         return PlainTextResponse(
             f"published {published.package} {published.version} for {repo.distro} "
@@ -142,10 +115,10 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
     async def keyring(request: Request) -> Response:
         key = repos["debian"].key
         if request.scope["path"].endswith(".gpg"):
-            return _bytes_response(
+            return bytes_response(
                 request, key.public_binary(), "application/pgp-keys", immutable=False
             )
-        return _bytes_response(
+        return bytes_response(
             request, key.public_armored().encode(), "application/pgp-keys", immutable=False
         )
 

@@ -9,13 +9,9 @@ POST /pypi/legacy/                       upload, as twine does (publish scope)
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -31,6 +27,7 @@ from graft.ecosystems.pypi.service import ECOSYSTEM, PyPIService, Rendered
 from graft.errors import GraftError, InvalidInput, NotFound
 from graft.files import not_modified, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.uploads import spooled_upload
 from graft.usage import Served, UsageEvent
 
 PREFIX = "/pypi"
@@ -157,33 +154,25 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
 
     async def upload(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.PUBLISH)
-        async with request.form(max_files=2, max_fields=200, max_part_size=1 << 20) as form:
+        data_dir = ctx.settings.data_dir
+        async with spooled_upload(request, data_dir, "content", "a distribution") as (
+            form,
+            path,
+            client_name,
+        ):
             action = form.get(":action")
             if action not in (None, "file_upload"):
                 raise InvalidInput(f"unsupported :action {action!r}: only file_upload is")
-            content = form.get("content")
-            if not isinstance(content, UploadFile) or not content.filename:
-                raise InvalidInput("the upload has no 'content' file part")
-            filename = os.path.basename(content.filename)
-            if filename != content.filename:
-                raise InvalidInput(f"invalid distribution file name {content.filename!r}")
+            filename = os.path.basename(client_name)
+            if filename != client_name:
+                raise InvalidInput(f"invalid distribution file name {client_name!r}")
             options = PublishOptions(
                 fixes=tuple(str(v) for v in form.getlist("graft_fixes")),
                 allow_missing_upstream=_flag(form.get("graft_allow_missing_upstream")),
                 private=_flag(form.get("graft_private")),
                 sha256=_str_or_none(form.get("sha256_digest")),
             )
-            fd, tmp = tempfile.mkstemp(prefix="upload-", dir=ctx.settings.data_dir)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := await content.read(1 << 20):
-                        out.write(chunk)
-                published = await publish_file(
-                    ctx, service, principal, Path(tmp), filename, options
-                )
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            published = await publish_file(ctx, service, principal, path, filename, options)
         fixes = f", fixes {', '.join(published.fixes)}" if published.fixes else ""
         return PlainTextResponse(
             f"published {published.filename} ({published.kind} build of {published.package} "
