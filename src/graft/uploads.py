@@ -33,3 +33,8 @@ async def spooled_upload(
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def form_flag(value: object) -> bool:
+    """A checkbox-like form field: 1, true, yes or on."""
+    return isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on")

@@ -32,6 +32,15 @@ TokenOpt = Annotated[
 ]
 
 
+FixesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--fixes", help="Advisory fixed by this build (repeatable)."),
+]
+AllowMissingOpt = Annotated[
+    bool, typer.Option(help="Allow a patched build of a version the upstream lacks.")
+]
+
+
 class _Reading:
     """A file object that advances a progress bar as httpx reads it."""
 
@@ -107,25 +116,15 @@ def deb(
     distro: Annotated[str, typer.Option(help="debian or ubuntu.")] = "debian",
     url: UrlOpt = "http://127.0.0.1:8000",
     token: TokenOpt = "",
-    fixes: Annotated[
-        list[str] | None,
-        typer.Option("--fixes", help="Advisory fixed by this build (repeatable)."),
-    ] = None,
-    allow_missing_upstream: Annotated[
-        bool, typer.Option(help="Allow a patched build of a version the upstream lacks.")
-    ] = False,
+    fixes: FixesOpt = None,
+    allow_missing_upstream: AllowMissingOpt = False,
 ) -> None:
     """Upload patched .debs (version <upstream>.<label>.<N>); Graft serves each as its own
     name and as rootio-<name>."""
     if distro not in ("debian", "ubuntu"):
         raise fail(f"--distro must be debian or ubuntu, not {distro!r}", 2)
 
-    def fields(path: Path) -> dict[str, str | list[str]]:
-        data: dict[str, str | list[str]] = {"fixes": list(fixes or [])}
-        if allow_missing_upstream:
-            data["allow_missing_upstream"] = "1"
-        return data
-
+    fields = _os_package_fields(fixes, allow_missing_upstream)
     endpoint = f"{url.rstrip('/')}/{distro}/{codename}/upload"
     _upload_all(endpoint, ("rootio", token), files, "file", fields)
 
@@ -139,26 +138,26 @@ def apk(
     release: Annotated[str, typer.Option(help="Alpine release, e.g. 3.20.")],
     url: UrlOpt = "http://127.0.0.1:8000",
     token: TokenOpt = "",
-    fixes: Annotated[
-        list[str] | None,
-        typer.Option("--fixes", help="Advisory fixed by this build (repeatable)."),
-    ] = None,
-    allow_missing_upstream: Annotated[
-        bool, typer.Option(help="Allow a patched build of a version the upstream lacks.")
-    ] = False,
+    fixes: FixesOpt = None,
+    allow_missing_upstream: AllowMissingOpt = False,
 ) -> None:
     """Upload patched .apk files (pkgrel = upstream pkgrel + 007 + N, e.g. 8.9.1-r10071);
     Graft re-signs them and serves each as its own name and as rootio-<name>."""
 
-    def fields(path: Path) -> dict[str, str | list[str]]:
-        data: dict[str, str | list[str]] = {"fixes": list(fixes or [])}
-        if allow_missing_upstream:
-            data["allow_missing_upstream"] = "1"
-        return data
-
+    fields = _os_package_fields(fixes, allow_missing_upstream)
     _upload_all(
         f"{url.rstrip('/')}/alpine/{release}/upload", ("root", token), files, "file", fields
     )
+
+
+def _os_package_fields(
+    fixes: list[str] | None, allow_missing_upstream: bool
+) -> Callable[[Path], dict[str, str | list[str]]]:
+    """The form fields of a .deb or .apk upload (the same for every file)."""
+    data: dict[str, str | list[str]] = {"fixes": list(fixes or [])}
+    if allow_missing_upstream:
+        data["allow_missing_upstream"] = "1"
+    return lambda _path: data
 
 
 def _upload_all(

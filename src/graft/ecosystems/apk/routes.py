@@ -24,7 +24,7 @@ from graft.ecosystems.apk.repo import AlpineRepository
 from graft.errors import NotFound
 from graft.files import bytes_response, serve_blob
 from graft.limits import BodyLimitMiddleware
-from graft.uploads import spooled_upload
+from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
 
 APK = "application/octet-stream"
@@ -71,8 +71,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             options = ApkOptions(
                 release=request.path_params["release"],
                 fixes=tuple(str(v) for v in form.getlist("fixes")),
-                allow_missing_upstream=str(form.get("allow_missing_upstream", "")).lower()
-                in ("1", "true", "yes"),
+                allow_missing_upstream=form_flag(form.get("allow_missing_upstream")),
             )
             published = await publish_apk(ctx, repo, principal, path, options)
         fixes = f", fixes {', '.join(published.fixes)}" if published.fixes else ""

@@ -26,7 +26,7 @@ from graft.ecosystems.apt.repo import AptRepository
 from graft.errors import NotFound
 from graft.files import bytes_response, serve_blob
 from graft.limits import BodyLimitMiddleware
-from graft.uploads import spooled_upload
+from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
 
 DISTROS = ("debian", "ubuntu")
@@ -101,8 +101,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             options = DebOptions(
                 codename=request.path_params["codename"],
                 fixes=tuple(str(v) for v in form.getlist("fixes")),
-                allow_missing_upstream=str(form.get("allow_missing_upstream", "")).lower()
-                in ("1", "true", "yes"),
+                allow_missing_upstream=form_flag(form.get("allow_missing_upstream")),
             )
             published = await publish_deb(ctx, repo, principal, path, options)
         fixes = f", fixes {', '.join(published.fixes)}" if published.fixes else ""

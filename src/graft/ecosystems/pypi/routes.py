@@ -27,7 +27,7 @@ from graft.ecosystems.pypi.service import ECOSYSTEM, PyPIService, Rendered
 from graft.errors import GraftError, InvalidInput, NotFound
 from graft.files import not_modified, serve_blob
 from graft.limits import BodyLimitMiddleware
-from graft.uploads import spooled_upload
+from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
 
 PREFIX = "/pypi"
@@ -168,8 +168,8 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
                 raise InvalidInput(f"invalid distribution file name {client_name!r}")
             options = PublishOptions(
                 fixes=tuple(str(v) for v in form.getlist("graft_fixes")),
-                allow_missing_upstream=_flag(form.get("graft_allow_missing_upstream")),
-                private=_flag(form.get("graft_private")),
+                allow_missing_upstream=form_flag(form.get("graft_allow_missing_upstream")),
+                private=form_flag(form.get("graft_private")),
                 sha256=_str_or_none(form.get("sha256_digest")),
             )
             published = await publish_file(ctx, service, principal, path, filename, options)
@@ -188,10 +188,6 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         Route(f"{PREFIX}/legacy/", upload, methods=["POST"], middleware=upload_limit),
         Route(f"{PREFIX}/legacy", upload, methods=["POST"], middleware=upload_limit),
     ]
-
-
-def _flag(value: object) -> bool:
-    return isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _str_or_none(value: object) -> str | None:
