@@ -8,17 +8,18 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
 
 from graft import ecosystems as ecosystem_registry
 from graft.accounts.scopes import Scope as TokenScope
 from graft.context import AppContext
 from graft.ecosystems.base import Ecosystem
-from graft.metrics import render
+from graft.metrics import REQUEST_METRICS, render
 from graft.observe import ACCESS_LOG, ObserveMiddleware
+from graft.routing import Dispatcher, Route
 from graft.settings import Settings, get_settings
 
 log = logging.getLogger("graft")
@@ -74,12 +75,18 @@ def _bench_routes(ctx: AppContext) -> list[BaseRoute]:
     return [Route("/_bench/open", open_ping), Route("/_bench/auth", auth_ping)]
 
 
+class GraftApp(ObserveMiddleware):
+    """The ASGI application: observation around the dispatcher; `ctx` for tests and tools."""
+
+    ctx: AppContext
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     ecosystems: Sequence[Ecosystem] | None = None,
     ctx: AppContext | None = None,
-) -> Starlette:
+) -> GraftApp:
     settings = settings or get_settings()
     configure_logging(settings)
     ctx = ctx or AppContext.build(settings)
@@ -88,25 +95,28 @@ def create_app(
     from graft.api import create_api
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
         await ctx.start()
         try:
             yield {}
         finally:
             await ctx.stop()
             ACCESS_LOG.flush()
+            REQUEST_METRICS.flush()
 
     routes = _core_routes(ctx)
     routes.append(Mount("/api", app=create_api(ctx)))
     for eco in ecosystem_registry.check(ecos):
         routes.extend(eco.routes(ctx))
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.ctx = ctx
-    app.add_middleware(ObserveMiddleware, access_log_enabled=settings.access_log)
+    # No Starlette application object: its error middlewares would wrap every request a second
+    # and third time, and ObserveMiddleware already answers every error (graft.routing).
+    dispatcher: ASGIApp = Dispatcher(routes, lifespan=lifespan)
+    app = GraftApp(dispatcher, access_log_enabled=settings.access_log)
+    app.ctx = ctx
     return app
 
 
-def app_factory() -> Starlette:
+def app_factory() -> GraftApp:
     """Entry point for the ASGI server workers (`graft.server:app_factory`)."""
     return create_app()

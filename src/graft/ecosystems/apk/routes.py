@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from graft.accounts.scopes import Scope
 from graft.context import AppContext
@@ -24,6 +24,7 @@ from graft.ecosystems.apk.repo import AlpineRepository
 from graft.errors import NotFound
 from graft.files import bytes_response, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.routing import Route
 from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
 

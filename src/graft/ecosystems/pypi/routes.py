@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from graft.accounts.models import Principal
 from graft.accounts.scopes import Scope
@@ -27,6 +27,7 @@ from graft.ecosystems.pypi.service import ECOSYSTEM, PyPIService, Rendered
 from graft.errors import GraftError, InvalidInput, NotFound
 from graft.files import not_modified, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.routing import Route
 from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
 
