@@ -261,12 +261,15 @@ def test_repeated_failures_are_rate_limited(tmp_path: Path) -> None:
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     srv = GraftServer(tmp_path / "w2", workers=2, access_log=False).start()
     try:
-        with httpx.Client(base_url=srv.url) as c:
-            for _ in range(30):  # new connections spread over both workers
-                assert httpx.get(f"{srv.url}/healthz").status_code == 200
-            metrics = c.get("/metrics").text
-        assert (
-            'graft_http_requests_total{method="GET",route="/healthz",status="200"} 31.0' in metrics
-        )
+        for _ in range(30):  # new connections spread over both workers
+            assert httpx.get(f"{srv.url}/healthz").status_code == 200
+        wanted = 'graft_http_requests_total{method="GET",route="/healthz",status="200"} 31.0'
+        # Each worker hands its counts to the shared files once a second (graft.metrics).
+        deadline = time.monotonic() + 3
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        while wanted not in metrics and time.monotonic() < deadline:
+            time.sleep(0.2)
+            metrics = httpx.get(f"{srv.url}/metrics").text
+        assert wanted in metrics, metrics
     finally:
         srv.stop()

@@ -72,6 +72,7 @@ class UsageRecorder:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._queued = 0  # added to the metric at each flush, not per event
 
     # -- hot path -------------------------------------------------------------------------
     def record(self, event: UsageEvent) -> None:
@@ -91,7 +92,7 @@ class UsageRecorder:
                 return
             agg = self._pending[key] = _Aggregate(first=event.at, last=event.at)
         agg.add(event.account_id, 1, event.at, event.at)
-        USAGE_EVENTS.labels("queued").inc()
+        self._queued += 1
 
     @property
     def pending(self) -> int:
@@ -122,6 +123,9 @@ class UsageRecorder:
         """Write everything pending; returns the number of library entries touched."""
         async with self._lock:
             batch, self._pending = self._pending, {}
+            if self._queued:
+                USAGE_EVENTS.labels("queued").inc(self._queued)
+                self._queued = 0
             if not batch:
                 return 0
             try:
