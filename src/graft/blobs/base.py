@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -82,6 +83,14 @@ def check_range(start: int, end: int | None, size: int) -> int:
     return stop
 
 
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A stored blob as a local file (read-only)."""
+
+    path: str
+    size: int
+
+
 class BlobWriter(Protocol):
     """An in-progress upload. Obtained from ``BlobStore.writer()``; not reusable."""
 
@@ -149,6 +158,10 @@ class BlobStore(Protocol):
     def local_path(self, digest: str) -> Path | None:
         """Path of the stored file for zero-copy serving, or None (blob absent, or a backend
         without local files). The file must be treated as read-only."""
+        ...
+
+    def local_file(self, digest: str) -> LocalFile | None:
+        """`local_path` for the download path: one stat, no Path objects, with the size."""
         ...
 
     async def check(self) -> None:

@@ -93,8 +93,12 @@ class ArtifactFetcher:
         media_type: str = "application/octet-stream",
     ) -> Response:
         """A response for `url`, from the blob store if held, else pulled through."""
-        if expected is not None and await self.blobs.exists(expected):
-            return await serve_blob(request, self.blobs, expected, media_type=media_type)
+        if expected is not None:
+            local = self.blobs.local_file(expected)
+            if local is not None or await self.blobs.exists(expected):
+                return await serve_blob(
+                    request, self.blobs, expected, media_type=media_type, local=local
+                )
         failed = self._failures.get(url)
         if failed is not None:
             if time.monotonic() - failed[0] < self.failure_ttl:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import tarfile
@@ -39,6 +40,7 @@ class DistName:
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
 
 
+@functools.lru_cache(maxsize=16_384)  # every download parses its file name
 def parse_filename(filename: str) -> DistName:
     """Project and version from a wheel or sdist file name; InvalidInput for anything else,
     including names with path separators or other tricks."""
