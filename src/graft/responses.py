@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from graft.errors import GraftError, TooManyRequests, Unauthorized
 
@@ -26,3 +28,25 @@ def error_response(exc: GraftError, *, json_body: bool) -> Response:
 def wants_json(scope: Scope) -> bool:
     """Errors under /api are JSON; everything else is text that package clients show as is."""
     return str(scope.get("path", "")).startswith("/api")
+
+
+class RawResponse(Response):
+    """A response whose headers are already encoded (cached pages): no header building per
+    request. `Content-Length` is added here; the body is sent in one message."""
+
+    def __init__(
+        self, body: bytes, headers: Sequence[tuple[bytes, bytes]], status_code: int = 200
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = list(headers)
+        if status_code not in (204, 304):
+            self.raw_headers.append((b"content-length", b"%d" % len(body)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        body = b"" if scope["method"] == "HEAD" else self.body
+        await send({"type": "http.response.body", "body": body})

@@ -27,6 +27,7 @@ from graft.ecosystems.pypi.service import ECOSYSTEM, PyPIService, Rendered
 from graft.errors import GraftError, InvalidInput, NotFound
 from graft.files import not_modified, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.responses import RawResponse
 from graft.routing import Route
 from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
@@ -45,18 +46,14 @@ def prefix_of(request: Request) -> str:
     return f"{request.scope.get('root_path', '')}{PREFIX}"
 
 
+_STALE = (b"warning", b'110 graft "upstream unreachable; serving the last good copy"')
+
+
 def page_response(request: Request, rendered: Rendered, *, stale: bool = False) -> Response:
-    headers = {
-        "ETag": rendered.etag,
-        "Vary": "Accept",
-        # Clients keep the page and revalidate it with If-None-Match on every use.
-        "Cache-Control": "private, max-age=0, must-revalidate",
-    }
-    if stale:
-        headers["Warning"] = '110 graft "upstream unreachable; serving the last good copy"'
+    headers = (*rendered.headers, _STALE) if stale else rendered.headers
     if not_modified(request, rendered.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+        return RawResponse(b"", [h for h in headers if h[0] != b"content-type"], 304)
+    return RawResponse(rendered.body, headers)
 
 
 def _media(request: Request) -> str:
@@ -98,10 +95,10 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             if request.url.query:
                 target += f"?{request.url.query}"
             return RedirectResponse(target, status_code=301)
-        media = _media(request)
-        resolved = await service.resolve(principal.org_id, canonical)
-        rendered = service.render(principal.org_id, resolved, media, prefix_of(request))
-        return page_response(request, rendered, stale=resolved.stale)
+        rendered, stale = await service.page(
+            principal.org_id, canonical, _media(request), prefix_of(request)
+        )
+        return page_response(request, rendered, stale=stale)
 
     async def download(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.READ)

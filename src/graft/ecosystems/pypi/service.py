@@ -28,6 +28,8 @@ from graft.upstream.config import UpstreamConfig
 from graft.upstream.pages import Page, UpstreamUnavailable
 
 ECOSYSTEM = "pypi"
+# The upstream that has a project: its configuration, its page and the files on it.
+Found = tuple[UpstreamConfig, Page, tuple[DistFile, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,20 @@ class Rendered:
     body: bytes
     media_type: str
     etag: str
+    # The response headers, encoded once (graft.responses.RawResponse).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    @classmethod
+    def of(cls, body: bytes, media_type: str) -> Rendered:
+        etag = _etag(body)
+        headers = (
+            (b"etag", etag.encode()),
+            (b"vary", b"Accept"),
+            # Clients keep the page and revalidate it with If-None-Match on every use.
+            (b"cache-control", b"private, max-age=0, must-revalidate"),
+            (b"content-type", media_type.encode()),
+        )
+        return cls(body, media_type, etag, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +85,7 @@ class PyPIService:
         self._urls: dict[tuple[str, str], str] = {}
 
     # -- sources --------------------------------------------------------------------------
-    async def upstream_files(
-        self, project: str
-    ) -> tuple[UpstreamConfig, Page, tuple[DistFile, ...]] | None:
+    async def upstream_files(self, project: str) -> Found | None:
         """The first upstream (by priority) that has the project; None if none has it.
         Raises UpstreamUnavailable when no upstream has it and at least one could not answer."""
         failure: UpstreamUnavailable | None = None
@@ -107,28 +121,66 @@ class PyPIService:
             self._parsed.popitem(last=False)
         return files
 
-    async def resolve(self, org_id: int, project: str) -> Resolved:
+    async def _sources(
+        self, org_id: int, project: str
+    ) -> tuple[tuple[CatalogFile, ...], Found | None, bool]:
+        """The organization's files, the upstream that has the project (if any), and whether
+        the upstream part is a stale copy."""
         local = await self.ctx.catalog.files(org_id, ECOSYSTEM, project)
         private = any(f.kind == "private" for f in local)
-        stale = False
         try:
             found = None if private else await self.upstream_files(project)
         except UpstreamUnavailable:
             if not local:
                 raise
-            found, stale = None, True  # the organization's own files are still served
+            return local, None, True  # the organization's own files are still served
+        return local, found, found[1].stale if found is not None else False
+
+    @staticmethod
+    def _identity(
+        local: tuple[CatalogFile, ...],
+        found: Found | None,
+    ) -> str:
+        upstream = found[1].identity if found is not None else ""
+        return upstream + "|" + ",".join(str(f.id) for f in local) if local else upstream + "|"
+
+    async def resolve(self, org_id: int, project: str) -> Resolved:
+        local, found, stale = await self._sources(org_id, project)
+        return self._resolved(project, local, found, stale)
+
+    @staticmethod
+    def _resolved(
+        project: str,
+        local: tuple[CatalogFile, ...],
+        found: Found | None,
+        stale: bool,
+    ) -> Resolved:
         files: list[DistFile] = []
-        identity = ""
         upstream = None
         if found is not None:
-            upstream, page, upstream_files = found
+            upstream, _page, upstream_files = found
             files.extend(upstream_files)
-            identity, stale = page.identity, page.stale
         files.extend(local_dist(f) for f in local)
         if not files:
             raise NotFound(f"project {project!r} was not found in Graft or its upstream indexes")
-        identity += "|" + ",".join(str(f.id) for f in local)
+        identity = PyPIService._identity(local, found)
         return Resolved(Project(project, tuple(files)), upstream, local, identity, stale)
+
+    async def page(
+        self, org_id: int, project: str, media: str, prefix: str
+    ) -> tuple[Rendered, bool]:
+        """The rendered project page and whether it is stale. A warm page is one dictionary
+        lookup once its sources are known: nothing is assembled unless they changed."""
+        local, found, stale = await self._sources(org_id, project)
+        key = (org_id, project, media)
+        ident = f"{prefix}|{self._identity(local, found)}"
+        hit = self._rendered.get(key)
+        if hit is not None and hit[0] == ident:
+            self._rendered.move_to_end(key)
+            return hit[1], stale
+        return self.render(
+            org_id, self._resolved(project, local, found, stale), media, prefix
+        ), stale
 
     # -- pages ----------------------------------------------------------------------------
     def render(self, org_id: int, resolved: Resolved, media: str, prefix: str) -> Rendered:
@@ -142,7 +194,7 @@ class PyPIService:
             body = index.render_project_json(resolved.project, prefix)
         else:
             body = index.render_project_html(resolved.project, prefix)
-        rendered = Rendered(body, _content_type(media), _etag(body))
+        rendered = Rendered.of(body, _content_type(media))
         self._remember(key, ident, rendered)
         return rendered
 
@@ -167,7 +219,7 @@ class PyPIService:
             body = index.render_list_json(ordered)
         else:
             body = index.render_list_html(ordered, prefix)
-        rendered = Rendered(body, _content_type(media), _etag(body))
+        rendered = Rendered.of(body, _content_type(media))
         self._remember(key, ident, rendered)
         return rendered
 
