@@ -18,6 +18,7 @@ from graft.accounts.models import Principal
 from graft.accounts.scopes import Scope
 from graft.accounts.service import AccountService
 from graft.blobs import BlobStore, FilesystemBlobStore
+from graft.blobs.urls import BlobUrlSigner, load_or_create_key
 from graft.catalog import CatalogService
 from graft.db import Database
 from graft.errors import Forbidden, Unauthorized
@@ -52,7 +53,19 @@ class AppContext:
         accounts = AccountService(
             db, default_grace=dt.timedelta(seconds=settings.token_grace_seconds)
         )
-        blobs = FilesystemBlobStore(settings.effective_blob_dir)
+        signer = None
+        if settings.blob_server_port is not None:
+            signer = BlobUrlSigner(
+                load_or_create_key(settings.keys_dir),
+                port=settings.blob_server_port,
+                public_url=settings.blob_server_url,
+                ttl=settings.blob_url_ttl_seconds,
+            )
+        blobs = FilesystemBlobStore(
+            settings.effective_blob_dir,
+            url_signer=signer,
+            redirect_min_bytes=settings.blob_redirect_min_bytes,
+        )
         timeout = settings.upstream_timeout_seconds
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),

@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from graft.blobs import BlobStore, LocalFile, parse_digest
 from graft.errors import NotFound
+from graft.responses import RawResponse
 
 # Authenticated content: browsers and private caches may keep it, shared proxies may not.
 CACHE_CONTROL = "private, max-age=31536000, immutable"
@@ -35,6 +36,8 @@ SMALL_BYTES = 64 << 10  # served from memory
 SMALL_CACHE_BYTES = 32 << 20  # total size of the cache of small blobs, per process
 CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# A redirect to a signed, expiring URL must not be reused from a cache.
+_NO_STORE = ((b"cache-control", b"no-store"),)
 
 
 def etag_for(digest: str) -> str:
@@ -191,6 +194,13 @@ async def serve_blob(
     ]
     if _etag_matches(_header(scope, b"if-none-match"), etag):
         return BlobResponse(local, digest, status_code=304, headers=headers)
+    if scope["method"] == "GET":
+        host = _header(scope, b"host")
+        url = host and blobs.direct_url(
+            digest, local.size, media_type, scheme=scope.get("scheme", "http"), host=host
+        )
+        if url:  # the blob server sends it with sendfile; the client resends its Range there
+            return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, *headers[:1]], 307)
     headers.append((b"content-type", media_type.encode()))
     wanted = _byte_range(_header(scope, b"range"), local.size)
     if_range = _header(scope, b"if-range")

@@ -1,11 +1,19 @@
-"""Start the ASGI server chosen in settings. Granian is the default: on this project's
-benchmark (bench/README.md) it served more requests per second than uvicorn on the same route
-and worker count, and it implements the ASGI `pathsend` extension used for zero-copy files."""
+"""Start the ASGI server chosen in settings, and the zero-copy blob server when configured.
+
+Granian is the default: on this project's benchmark (bench/README.md) it served more requests
+per second than uvicorn on the same route and worker count. It sends files (ASGI `pathsend`)
+by copying them through user space, though, so large blobs can go by `graft.blobserver`
+(sendfile) on `blob_server_port` instead.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.process
 import os
 import shutil
+import socket
+import time
 
 from graft.settings import Settings
 
@@ -23,6 +31,47 @@ def _prepare_metrics_dir(settings: Settings) -> None:
 
 def run_server(settings: Settings) -> None:
     _prepare_metrics_dir(settings)
+    blob_server = _start_blob_server(settings)
+    try:
+        _run_asgi(settings)
+    finally:
+        if blob_server is not None:
+            blob_server.terminate()
+            blob_server.join(timeout=10)
+
+
+def _start_blob_server(settings: Settings) -> multiprocessing.process.BaseProcess | None:
+    if settings.blob_server_port is None:
+        return None
+    from graft.blobs.urls import load_or_create_key
+    from graft.blobserver import run_blob_server
+
+    load_or_create_key(settings.keys_dir)  # before any worker or the blob server reads it
+    # spawn, not fork: a fresh interpreter with its own (plain asyncio) event loop
+    proc = multiprocessing.get_context("spawn").Process(
+        target=run_blob_server, name="graft-blob-server", daemon=True
+    )
+    proc.start()
+    _wait_listening(proc, settings.host, settings.blob_server_port)
+    return proc
+
+
+def _wait_listening(proc: multiprocessing.process.BaseProcess, host: str, port: int) -> None:
+    """Start serving only once the blob server accepts connections (or stop if it died)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not proc.is_alive():
+            raise SystemExit(f"the blob server did not start (port {port}); see the log above")
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise SystemExit(f"the blob server did not listen on port {port} within 30 s")
+
+
+def _run_asgi(settings: Settings) -> None:
     if settings.server == "uvicorn":
         import uvicorn
 

@@ -94,6 +94,25 @@ class Settings(BaseSettings):
         "byte (so a bad upstream file is a clean 502); larger ones stream while verified.",
     )
     max_upload_bytes: int = Field(2 << 30, ge=1024, description="Largest package upload.")
+    blob_server_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Run the zero-copy blob server on this port and redirect downloads of "
+        "large blobs to it (sendfile, as nginx does); clients must be able to reach it. "
+        "Unset: every download is served on the main port.",
+    )
+    blob_server_url: str | None = Field(
+        None,
+        description="Base URL clients use to reach the blob server (behind a proxy); default: "
+        "the request's host name with blob_server_port.",
+    )
+    blob_redirect_min_bytes: int = Field(
+        4 << 20, ge=0, description="Blobs this large or larger go by the blob server."
+    )
+    blob_url_ttl_seconds: int = Field(
+        300, ge=10, le=86_400, description="How long a blob server download link is valid."
+    )
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
     )
@@ -128,7 +147,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a lowercase package-name prefix ending in '-', e.g. rootio-")
         return v
 
-    @field_validator("public_url")
+    @field_validator("public_url", "blob_server_url")
     @classmethod
     def _public_url(cls, v: str | None) -> str | None:
         if v is None:

@@ -86,6 +86,10 @@ class GraftServer:
             time.sleep(0.1)
         raise RuntimeError(f"graft serve did not start: {self.log()}")
 
+    def env_port(self, name: str) -> int:
+        """A port setting this server was started with, e.g. env_port("BLOB_SERVER_PORT")."""
+        return int(self.env[f"GRAFT_{name}"])
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_cli(self.env, *args, check=check)
 

@@ -164,6 +164,13 @@ class BlobStore(Protocol):
         """`local_path` for the download path: one stat, no Path objects, with the size."""
         ...
 
+    def direct_url(
+        self, digest: str, size: int, media_type: str, *, scheme: str, host: str
+    ) -> str | None:
+        """A short-lived URL the client may fetch this blob from without a Graft token (the
+        zero-copy blob server, or an object store's presigned URL), or None: serve it here."""
+        ...
+
     async def check(self) -> None:
         """Raise BlobError if the store cannot currently be read and written (readiness)."""
         ...

@@ -40,6 +40,7 @@ from .base import (
 
 if TYPE_CHECKING:
     from .base import BlobStore
+    from .urls import BlobUrlSigner
 
 # Data is handed to a worker thread in batches of about this size: big enough to amortise the
 # thread hop, small enough that an abort never waits long for an in-flight write.
@@ -239,12 +240,21 @@ class FilesystemBlobWriter:
 
 
 class FilesystemBlobStore:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        url_signer: BlobUrlSigner | None = None,
+        redirect_min_bytes: int = 4 << 20,
+    ) -> None:
         # Nothing is created here so that an unavailable volume surfaces through check()
         # (readiness) instead of crashing startup.
         self.root = Path(root)
         self._blobs = self.root / ALGORITHM
         self._blobs_dir = str(self._blobs)
+        # Large downloads go by the zero-copy blob server when one runs (graft.blobserver).
+        self._url_signer = url_signer
+        self._redirect_min_bytes = redirect_min_bytes
         self._tmpdir = self.root / "tmp"
         # Temp files of this process's live uploads, which cleanup never removes.
         self._active: set[str] = set()
@@ -360,6 +370,13 @@ class FilesystemBlobStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         return LocalFile(path, st.st_size) if stat.S_ISREG(st.st_mode) else None
+
+    def direct_url(
+        self, digest: str, size: int, media_type: str, *, scheme: str, host: str
+    ) -> str | None:
+        if self._url_signer is None or size < self._redirect_min_bytes:
+            return None
+        return self._url_signer.url(parse_digest(digest), media_type, scheme=scheme, host=host)
 
     async def check(self) -> None:
         def probe() -> None:

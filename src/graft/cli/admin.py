@@ -78,9 +78,22 @@ def serve(
     server: Annotated[
         str | None, typer.Option(help="ASGI server: granian (default) or uvicorn [GRAFT_SERVER].")
     ] = None,
+    blob_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also run the zero-copy blob server on this port and redirect large "
+            "downloads to it; clients must reach this port too [GRAFT_BLOB_SERVER_PORT].",
+        ),
+    ] = None,
 ) -> None:
     """Apply pending migrations, then serve every registry and the API."""
-    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers), ("SERVER", server)):
+    for name, value in (
+        ("HOST", host),
+        ("PORT", port),
+        ("WORKERS", workers),
+        ("SERVER", server),
+        ("BLOB_SERVER_PORT", blob_port),
+    ):
         if value is not None:
             os.environ[f"GRAFT_{name}"] = str(value)  # workers re-read settings from env
     cfg = settings()
