@@ -473,6 +473,9 @@ class Target:
     simple_url: str  # base of the project pages, ends with /
     headers: dict[str, str] = field(default_factory=dict)
     file_url: str | None = None  # the big wheel, as linked from its page
+    # Graft with the blob server: the signed URL its file link redirects to (what wrk, which
+    # follows no redirect, measures); the curl test goes through the redirect itself.
+    direct_url: str | None = None
     small_url: str | None = None  # the wheel of pkg-01 (about 1 kB), as linked from its page
     page_info: dict[str, Any] = field(default_factory=dict)
 
@@ -527,7 +530,7 @@ def check_file(client: httpx.Client, target: Target, data: Dataset) -> float:
     assert target.file_url is not None
     digest, size = hashlib.sha256(), 0
     started = time.monotonic()
-    with client.stream("GET", target.file_url, headers=target.headers) as r:
+    with client.stream("GET", target.file_url, headers=target.headers, follow_redirects=True) as r:
         if r.status_code != 200:
             raise BenchError(f"{target.name}: GET {target.file_url} answered {r.status_code}")
         for chunk in r.iter_bytes(1 << 20):
@@ -637,7 +640,7 @@ def wrk_once(
         threads, connections = args.threads, args.connections
     else:
         assert target.file_url is not None
-        url, headers = target.file_url, dict(target.headers)
+        url, headers = target.direct_url or target.file_url, dict(target.headers)
         threads, connections = args.threads, args.file_connections
         extra = ("--timeout", "30s")
     if upstream_log is not None:
@@ -723,6 +726,71 @@ def measure(
                 f"   {test} round {round_no} {t.name:<22} {figure}  server CPU {cpu} µs/req  "
                 f"steal {steal} %  other load {other} cores"
                 + (f"  upstream requests {upstream}" if t.is_graft else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+    return list(cells.values())
+
+
+@dataclass
+class CurlCell:
+    """End-to-end file downloads by curl (redirects followed), `connections` at once."""
+
+    target: str
+    mb_per_s: list[float] = field(default_factory=list)
+    cpu_ms_per_file: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.mb_per_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "mb_per_s_mean": round(self.mean, 1),
+            "runs_mb_per_s": [round(x, 1) for x in self.mb_per_s],
+            "server_cpu_ms_per_file": [round(x, 1) for x in self.cpu_ms_per_file],
+        }
+
+
+def curl_once(target: Target, data: Dataset, args: argparse.Namespace) -> tuple[float, float]:
+    """`--file-connections` curl processes, each downloading the big wheel `--curl-files`
+    times over one kept-alive connection, following redirects; MB/s (2^20) and server CPU."""
+    assert target.file_url is not None
+    cmd = ["curl", "-sS", "--fail", "--location", "--max-redirs", "3"]
+    for key, value in target.headers.items():
+        cmd += ["-H", f"{key}: {value}"]
+    for _ in range(args.curl_files):
+        cmd += [target.file_url, "-o", os.devnull]
+    cpu_before = target.meter.cpu_seconds()
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(args.file_connections)
+    ]
+    failed = [p.stderr.read().decode() for p in procs if p.wait() != 0 and p.stderr]
+    seconds = time.monotonic() - started
+    files = args.curl_files * len(procs)
+    cpu = target.meter.cpu_seconds() - cpu_before
+    settle(target)
+    if failed:
+        raise BenchError(f"{target.name}: curl failed: {failed[0][:300]}")
+    return files * data.size(data.big) / seconds / (1 << 20), cpu / files * 1000
+
+
+def measure_curl(targets: list[Target], data: Dataset, args: argparse.Namespace) -> list[CurlCell]:
+    cells = {t.name: CurlCell(t.name) for t in targets}
+    for t in targets:  # warm-up
+        curl_once(t, data, argparse.Namespace(**{**vars(args), "curl_files": 2}))
+    for round_no in range(1, args.rounds + 1):
+        order = targets if round_no % 2 else list(reversed(targets))
+        for t in order:
+            mb, cpu = curl_once(t, data, args)
+            cells[t.name].mb_per_s.append(mb)
+            cells[t.name].cpu_ms_per_file.append(cpu)
+            print(
+                f"   curl round {round_no} {t.name:<34} {mb:>8.1f} MB/s  server CPU "
+                f"{cpu:.1f} ms/file",
                 file=sys.stderr,
                 flush=True,
             )
@@ -912,6 +980,7 @@ def _tail(c: Cell) -> str:
 def markdown(
     pages: list[Cell],
     files: list[Cell],
+    curls: list[CurlCell],
     small: list[Cell],
     pip_times: dict[str, list[float]],
     pip_upstream: dict[str, Any],
@@ -957,6 +1026,23 @@ def markdown(
             f"| {c.target} | {c.mb_per_s:.0f} | {runs} | {c.rps:.1f} | {_fmt(ratio, '.2f')} "
             f"| {_fmt(c.cpu_us and c.cpu_us / 1000, '.1f')} | {_tail(c)}"
         )
+    nginx_curl = next((c for c in curls if c.target == "nginx"), None)
+    if curls:
+        out += [
+            "",
+            f"64 MiB file end to end: {args.file_connections} curl processes at once, each "
+            f"downloading it {args.curl_files} times over one connection (`curl -L`: Graft's "
+            "redirect to the blob server included), mean of "
+            f"{args.rounds} alternating rounds.",
+            "",
+            "| server | MB/s | runs (MB/s) | ÷ nginx | server CPU ms/file |",
+            "|---|---:|---|---:|---:|",
+        ]
+    for cc in curls:
+        ratio = cc.mean / nginx_curl.mean if nginx_curl and nginx_curl.mean else None
+        runs = " / ".join(f"{x:.0f}" for x in cc.mb_per_s)
+        cpu = statistics.fmean(cc.cpu_ms_per_file)
+        out.append(f"| {cc.target} | {cc.mean:.0f} | {runs} | {_fmt(ratio, '.2f')} | {cpu:.1f} |")
     if small:
         out += [
             "",
@@ -998,7 +1084,10 @@ def markdown(
 
 
 def verdicts(
-    pages: list[Cell], files: list[Cell], pip_times: dict[str, list[float]]
+    pages: list[Cell],
+    files: list[Cell],
+    curls: list[CurlCell],
+    pip_times: dict[str, list[float]],
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     by_file = {c.target: c for c in files}
@@ -1017,6 +1106,11 @@ def verdicts(
             found.append(
                 _verdict(c.target, "file MB/s ÷ nginx", c.mb_per_s / nginx_file.mb_per_s, 0.9)
             )
+    nginx_curl = next((c for c in curls if c.target == "nginx"), None)
+    for cc in curls:
+        if cc.target.startswith("graft") and nginx_curl and nginx_curl.mean:
+            what = "file end to end MB/s ÷ nginx"
+            found.append(_verdict(cc.target, what, cc.mean / nginx_curl.mean, 0.9))
     if "nginx" in pip_times:
         base = statistics.median(pip_times["nginx"])
         for name, times in pip_times.items():
@@ -1096,10 +1190,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--tests",
         nargs="*",
-        choices=("pages", "file", "pip", "small"),
-        default=["pages", "file", "pip"],
-        help="what to measure (pages file pip); small = req/s of a 1 kB wheel",
+        choices=("pages", "file", "curl", "pip", "small"),
+        default=["pages", "file", "curl", "pip"],
+        help="what to measure (pages file curl pip); small = req/s of a 1 kB wheel; "
+        "curl = the file end to end with redirects followed",
     )
+    p.add_argument(
+        "--blob-server",
+        choices=("off", "on", "both"),
+        default="both",
+        help="run Graft without and/or with `--blob-port` (the zero-copy blob server) (both)",
+    )
+    p.add_argument("--curl-files", type=int, default=30, help="downloads per curl process (30)")
     p.add_argument(
         "--profile", action="store_true", help="also py-spy Graft (first worker count) on each path"
     )
@@ -1125,10 +1227,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def graft_target(srv: GraftServer) -> tuple[Target, str]:
+def graft_target(srv: GraftServer, blob_server: bool = False) -> tuple[Target, str]:
     token = make_read_token(srv)
     basic = base64.b64encode(f"{BASIC_USER}:{token}".encode()).decode()
-    name = f"graft ({srv.workers} worker{'s' if srv.workers > 1 else ''})"
+    name = f"graft ({srv.workers} worker{'s' if srv.workers > 1 else ''}"
+    name += ", blob server)" if blob_server else ")"
     target = Target(name, srv, f"{srv.base_url}/pypi/simple/", {"Authorization": f"Basic {basic}"})
     index = f"http://{BASIC_USER}:{token}@{HOST}:{srv.port}/pypi/simple/"
     return target, index
@@ -1168,14 +1271,19 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
     upstream = [{"ecosystem": "pypi", "name": "up", "url": f"{nginx.base_url}/simple/"}]
     grafts: list[Target] = []
     pip_indexes: dict[str, str] = {"nginx": f"{nginx.base_url}/simple/"}
+    blob_variants = {"off": [False], "on": [True], "both": [False, True]}[args.blob_server]
     for workers in args.workers:
-        settings = {"upstream": json.dumps(upstream), "access_log": "true"}
-        srv_g = stack.enter_context(
-            GraftServer(server="granian", workers=workers, settings=settings)
-        )
-        target, index = graft_target(srv_g)
-        grafts.append(target)
-        pip_indexes[target.name] = index
+        for blob_server in blob_variants:
+            settings = {"upstream": json.dumps(upstream), "access_log": "true"}
+            if blob_server:
+                settings |= {"blob_server_port": str(free_port()), "blob_url_ttl_seconds": "3600"}
+            srv_g = stack.enter_context(
+                GraftServer(server="granian", workers=workers, settings=settings)
+            )
+            target, index = graft_target(srv_g, blob_server)
+            grafts.append(target)
+            if not blob_server or len(blob_variants) == 1:  # pip's small files never redirect
+                pip_indexes[target.name] = index
     targets = [*grafts, *peers, nginx_target]
 
     print("== checking pages and warming caches", file=sys.stderr, flush=True)
@@ -1189,6 +1297,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
             check_file(client, t, data)  # the cached copy
         for t in file_targets:
             print(f"   {t.name}: first download {first[t.name]:.2f} s", file=sys.stderr)
+            assert t.file_url is not None
+            hop = client.get(t.file_url, headers=t.headers)
+            if hop.status_code == 307:  # Graft with the blob server
+                t.direct_url = hop.headers["location"]
     nginx_log = AccessLog(workdir / "nginx-access.log")
     meta = machine_info() | {"peer_versions": versions(peer_bins)}
     meta["other_load_before_cores"] = wait_for_quiet(args.wait_quiet)
@@ -1203,6 +1315,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
     if "file" in args.tests:
         print("== 64 MiB file", file=sys.stderr, flush=True)
         files = measure([t for t in targets if t.file_url], "file", args, nginx_log)
+    curls: list[CurlCell] = []
+    if "curl" in args.tests:
+        print("== 64 MiB file end to end (curl, redirects followed)", file=sys.stderr, flush=True)
+        curls = measure_curl([t for t in targets if t.file_url], data, args)
     small: list[Cell] = []
     if "small" in args.tests:
         print("== 1 kB wheel", file=sys.stderr, flush=True)
@@ -1241,6 +1357,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
         "skipped": skipped,
         "pages": pages,
         "files": files,
+        "curls": curls,
         "small": small,
         "pip_times": pip_times,
         "pip_upstream_requests": pip_upstream,
@@ -1258,9 +1375,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nbenchmark failed: {exc}", file=sys.stderr)
             return 2
     pages, files, small, pip_times = out["pages"], out["files"], out["small"], out["pip_times"]
+    curls = out["curls"]
     table = markdown(
         pages,
         files,
+        curls,
         small,
         pip_times,
         out["pip_upstream_requests"],
@@ -1268,7 +1387,7 @@ def main(argv: list[str] | None = None) -> int:
         out["skipped"],
         args,
     )
-    found = verdicts(pages, files, pip_times)
+    found = verdicts(pages, files, curls, pip_times)
     print(table)
     print()
     for v in found:
@@ -1293,6 +1412,7 @@ def main(argv: list[str] | None = None) -> int:
                 "skipped": out["skipped"],
                 "pages": [c.as_dict() for c in pages],
                 "files": [c.as_dict() for c in files],
+                "files_end_to_end": [c.as_dict() for c in curls],
                 "small_file": [c.as_dict() for c in small],
                 "pip_download_seconds": pip_times,
                 "pip_upstream_requests": out["pip_upstream_requests"],
