@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
     )
+    oci_anonymous: str | None = Field(
+        None,
+        description="Container registry without credentials: ORG/ACCOUNT:SCOPE (e.g. "
+        "'public/anonymous:read') lets requests that carry no credentials act as that existing "
+        "account with that scope (read or publish). Off by default.",
+        pattern=r"^[^/:\s]+/[^/:\s]+:(read|publish)$",
+    )
 
     @classmethod
     def settings_customise_sources(
