@@ -33,6 +33,7 @@ from graft.blobs import BlobTooLarge, DigestMismatch, digest_of, split_digest
 from graft.context import AppContext
 from graft.ecosystems.oci import errors
 from graft.ecosystems.oci.auth import COOKIE, RegistryAuth
+from graft.ecosystems.oci.gc import GcResult, collect
 from graft.ecosystems.oci.manifests import MAX_MANIFEST_BYTES, parse
 from graft.ecosystems.oci.names import (
     OCI_INDEX,
@@ -104,6 +105,21 @@ def _page(request: Request, items: list[str], path: str) -> tuple[list[str], dic
     return items, headers
 
 
+async def _drain(request: Request, limit: int = 64 << 20) -> None:
+    """Read what is left of a refused request body (up to `limit`), so the client is not
+    answered while it is still sending and the connection stays usable."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                break
+    except (RuntimeError, ClientDisconnect):  # already read, or the client went away
+        return
+
+
 class Registry:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -113,6 +129,18 @@ class Registry:
         self.auth = RegistryAuth(ctx, TokenSigner(load_or_create_key(ctx.settings.keys_dir)))
         self.label = ctx.settings.patch_label
         self.max_blob = ctx.settings.max_upload_bytes
+        if ctx.settings.oci_gc_seconds > 0:
+            ctx.add_periodic(ctx.settings.oci_gc_seconds, self.gc)
+
+    async def gc(self) -> GcResult:
+        grace = self.ctx.settings.oci_gc_grace_seconds
+        return await collect(
+            self.meta,
+            self.ctx.blobs,
+            self.uploads,
+            grace_seconds=grace,
+            upload_idle_seconds=grace,
+        )
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -182,6 +210,7 @@ class Registry:
                 return response
             raise errors.OCIError("NAME_UNKNOWN", f"no such endpoint: /v2/{path}", 404)
         except GraftError as exc:
+            await _drain(request)
             return errors.error_response(exc, head=head)
         except ClientDisconnect:
             return Response(status_code=400)
