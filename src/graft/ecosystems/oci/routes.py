@@ -489,7 +489,11 @@ class Registry:
                     "BLOB_UPLOAD_INVALID",
                     f"chunk starts at {start} but the upload holds {size} bytes",
                     416,
-                    headers=self._upload_headers(name, upload, size),
+                    headers={
+                        k: v
+                        for k, v in self._upload_headers(name, upload, size).items()
+                        if k != "Content-Length"
+                    },
                 )
             expected_length = end - start + 1
         declared = request.headers.get("content-length")
