@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite drives as real clients (installed only when missing).
 TEST_APT_PACKAGES ?= curl ca-certificates gpgv gnupg dpkg apt apt-utils
+# container images (tests/integration/test_oci_skopeo.py): skopeo, and CNCF distribution as upstream
+TEST_APT_PACKAGES += skopeo docker-registry
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test install install-test system-deps lint pytest clean

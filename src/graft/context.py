@@ -7,7 +7,8 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import httpx
 from starlette.requests import HTTPConnection
@@ -46,6 +47,14 @@ class AppContext:
     pages: PageCache
     fetcher: ArtifactFetcher
     catalog: CatalogService
+    #: background jobs an ecosystem registers (see `add_periodic`): [interval, last run, job]
+    periodic: list[tuple[float, list[float], Callable[[], Awaitable[object]]]] = field(
+        default_factory=list
+    )
+
+    def add_periodic(self, every_seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run `job` about every `every_seconds` from the housekeeping task (errors logged)."""
+        self.periodic.append((every_seconds, [time.monotonic()], job))
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -164,3 +173,11 @@ class AppContext:
                     await self.blobs.cleanup_stale_uploads(older_than_seconds=24 * 3600)
             except Exception:
                 log.exception("housekeeping failed; will retry")
+            for every, last, job in self.periodic:
+                if time.monotonic() - last[0] < every:
+                    continue
+                last[0] = time.monotonic()
+                try:
+                    await job()
+                except Exception:
+                    log.exception("periodic job %s failed; will retry", job)

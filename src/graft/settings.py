@@ -116,6 +116,22 @@ class Settings(BaseSettings):
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
     )
+    oci_gc_seconds: float = Field(
+        600.0, ge=0, description="Container registry garbage collection interval (0: never)."
+    )
+    oci_gc_grace_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="A blob no manifest references is kept this long after its last upload or "
+        "HEAD, and an idle upload session this long (a running push is never disturbed).",
+    )
+    oci_anonymous: str | None = Field(
+        None,
+        description="Container registry without credentials: ORG/ACCOUNT:SCOPE (e.g. "
+        "'public/anonymous:read') lets requests that carry no credentials act as that existing "
+        "account with that scope (read or publish). Off by default.",
+        pattern=r"^[^/:\s]+/[^/:\s]+:(read|publish)$",
+    )
 
     @classmethod
     def settings_customise_sources(

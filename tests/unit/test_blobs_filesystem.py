@@ -25,8 +25,10 @@ from graft.blobs import (
     FilesystemBlobWriter,
     InvalidDigest,
     InvalidRange,
+    digest_of,
     parse_digest,
     sha256_digest,
+    split_digest,
 )
 
 MIB = 1 << 20
@@ -497,3 +499,51 @@ async def test_cleanup_spares_live_uploads(store: FilesystemBlobStore) -> None:
             await w.commit()
     assert_nothing_stored(store.root)
     assert await store.cleanup_stale_uploads(0) == 0  # no tmp dir contents at all
+
+
+# --- sha512 (OCI allows it) --------------------------------------------------------------
+
+
+def test_parse_digest_accepts_sha512() -> None:
+    hex_ = hashlib.sha512(b"x").hexdigest()
+    assert parse_digest(f"sha512:{hex_}") == hex_
+    assert split_digest(f"sha512:{hex_}") == ("sha512", hex_)
+    assert digest_of(b"x", "sha512") == f"sha512:{hex_}"
+    with pytest.raises(InvalidDigest):
+        parse_digest("sha512:" + hex_.upper())
+    with pytest.raises(InvalidDigest):
+        parse_digest("sha384:" + "a" * 96)
+
+
+async def test_sha512_blob_is_verified_and_stored(store: FilesystemBlobStore) -> None:
+    data = b"layer bytes" * 1000
+    d512 = digest_of(data, "sha512")
+    assert await store.put(data, expected=d512) == d512
+    assert await store.exists(d512)
+    assert await store.read_bytes(d512) == data
+    path = store.local_path(d512)
+    assert path is not None and path.parent.parent.name == "sha512"
+    # the same bytes under sha256 are a separate name, not stored by the sha512 write
+    assert not await store.exists(sha256_digest(data))
+    wrong = digest_of(b"other", "sha512")
+    with pytest.raises(DigestMismatch) as info:
+        await store.put(data, expected=wrong)
+    assert info.value.actual == d512
+    assert not await store.exists(wrong)
+    assert tmp_files(store.root) == []
+
+
+async def test_import_file_verifies_then_moves(store: FilesystemBlobStore, tmp_path: Path) -> None:
+    src = tmp_path / "upload"
+    src.write_bytes(b"abc" * 100)
+    with pytest.raises(DigestMismatch):
+        await store.import_file(src, sha256_digest(b"nope"))
+    assert src.exists() and not await store.exists(sha256_digest(b"nope"))
+    digest = await store.import_file(src, sha256_digest(b"abc" * 100))
+    assert not src.exists()
+    assert await store.read_bytes(digest) == b"abc" * 100
+    again = tmp_path / "again"
+    again.write_bytes(b"abc" * 100)
+    d512 = digest_of(b"abc" * 100, "sha512")
+    assert await store.import_file(again, d512) == d512
+    assert await store.read_bytes(d512) == b"abc" * 100

@@ -1,7 +1,8 @@
-"""Content-addressed (sha256) blob storage."""
+"""Content-addressed (sha256, or sha512 where asked) blob storage."""
 
 from .base import (
     ALGORITHM,
+    ALGORITHMS,
     BlobError,
     BlobNotFound,
     BlobStore,
@@ -12,13 +13,16 @@ from .base import (
     InvalidRange,
     LocalFile,
     check_range,
+    digest_of,
     parse_digest,
     sha256_digest,
+    split_digest,
 )
 from .filesystem import FilesystemBlobStore, FilesystemBlobWriter
 
 __all__ = [
     "ALGORITHM",
+    "ALGORITHMS",
     "BlobError",
     "BlobNotFound",
     "BlobStore",
@@ -31,6 +35,8 @@ __all__ = [
     "InvalidRange",
     "LocalFile",
     "check_range",
+    "digest_of",
     "parse_digest",
     "sha256_digest",
+    "split_digest",
 ]

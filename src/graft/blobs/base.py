@@ -1,7 +1,9 @@
 """Blob store protocol and shared types.
 
 Blobs are immutable and content-addressed: the key of a blob is the sha256 of its bytes,
-written as ``"sha256:<64 lowercase hex>"`` everywhere in the API.
+written as ``"sha256:<64 lowercase hex>"`` everywhere in the API. A blob may also be addressed
+by ``"sha512:<128 lowercase hex>"`` (OCI allows both): it is then stored under that name, and
+writers verify it when such a digest is the expected one.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-ALGORITHM = "sha256"
-_DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
+ALGORITHM = "sha256"  # the default, and what a write without an expected digest yields
+#: every algorithm a digest may use, with its hex length
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+_DIGEST_RE = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
 
 class BlobError(Exception):
@@ -23,7 +27,7 @@ class BlobError(Exception):
 
 
 class InvalidDigest(BlobError, ValueError):
-    """A digest string is not ``sha256:<64 lowercase hex>``."""
+    """A digest string is not ``sha256:<64 lowercase hex>`` (or ``sha512:<128 lowercase hex>``)."""
 
     def __init__(self, digest: str) -> None:
         super().__init__(f"invalid digest: {digest!r}")
@@ -57,19 +61,33 @@ class InvalidRange(BlobError):
         self.size = size
 
 
-def parse_digest(digest: str) -> str:
-    """Validate ``sha256:<hex>`` and return the 64-char hex part (raises InvalidDigest).
+def split_digest(digest: str) -> tuple[str, str]:
+    """Validate ``<algorithm>:<hex>`` and return ``(algorithm, hex)`` (raises InvalidDigest).
 
     Uppercase hex is rejected rather than normalised: one blob must have exactly one name.
     """
     m = _DIGEST_RE.fullmatch(digest) if isinstance(digest, str) else None
     if m is None:
         raise InvalidDigest(digest)
-    return m.group(1)
+    if m.group(1):
+        return m.group(1), m.group(2)
+    return m.group(3), m.group(4)
+
+
+def parse_digest(digest: str) -> str:
+    """Validate a digest and return its hex part (raises InvalidDigest)."""
+    return split_digest(digest)[1]
 
 
 def sha256_digest(data: bytes) -> str:
     return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
+
+
+def digest_of(data: bytes, algorithm: str = ALGORITHM) -> str:
+    """``<algorithm>:<hex>`` of ``data``; algorithm is one of ALGORITHMS."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 def check_range(start: int, end: int | None, size: int) -> int:
@@ -129,6 +147,12 @@ class BlobStore(Protocol):
         max_size: int | None = None,
     ) -> str:
         """Store ``data`` in one call; same guarantees as ``writer()``."""
+        ...
+
+    async def import_file(self, path: Path, expected: str) -> str:
+        """Publish the local file ``path`` as the blob ``expected`` after hashing it
+        (DigestMismatch leaves ``path`` in place). The file is moved when it lives on the
+        store's filesystem, else copied; on success ``path`` no longer exists."""
         ...
 
     async def exists(self, digest: str) -> bool: ...

@@ -3,6 +3,7 @@
 Layout under ``root``::
 
     sha256/<first 2 hex>/<64 hex>   published blobs (immutable)
+    sha512/<first 2 hex>/<128 hex>  blobs addressed by sha512 (OCI allows it)
     tmp/<random>.part               uploads in progress (same filesystem: rename is atomic)
 
 A blob only ever appears at its final path through ``os.replace`` of a complete, fsynced,
@@ -13,9 +14,11 @@ leaves debris only under ``tmp/`` (see ``cleanup_stale_uploads``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 import threading
 import time
@@ -36,6 +39,7 @@ from .base import (
     LocalFile,
     check_range,
     parse_digest,
+    split_digest,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +76,14 @@ def _makedirs_durable(path: Path) -> None:
     except FileExistsError:
         return
     _fsync_dir(path.parent)
+
+
+def _hash_file(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        while chunk := f.read(_FLUSH_SIZE):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class FilesystemBlobWriter:
@@ -173,17 +185,25 @@ class FilesystemBlobWriter:
                         part = part[os.write(self._fd, part) :]
 
     async def commit(self, expected: str | None = None) -> str:
-        if expected is not None:
-            parse_digest(expected)
+        algorithm = split_digest(expected)[0] if expected is not None else ALGORITHM
         self._require_open()
         await self._flush()
-        digest = f"{ALGORITHM}:{self._hash.hexdigest()}"
+        if algorithm == ALGORITHM:
+            digest = f"{ALGORITHM}:{self._hash.hexdigest()}"
+        else:  # rare (sha512 OCI blobs): hash the written file once more
+            digest = await anyio.to_thread.run_sync(self._rehash, algorithm)
         if expected is not None and digest != expected:
             self._discard()
             raise DigestMismatch(expected, digest)
         await anyio.to_thread.run_sync(self._publish, self._store._path(digest))
         self._state = "committed"
         return digest
+
+    def _rehash(self, algorithm: str) -> str:
+        with self._lock:
+            if self._tmp is None:
+                raise BlobError("blob writer was discarded")
+            return f"{algorithm}:{_hash_file(self._tmp, algorithm)}"
 
     def _publish(self, final: Path) -> None:
         with self._lock:
@@ -250,8 +270,8 @@ class FilesystemBlobStore:
         # Nothing is created here so that an unavailable volume surfaces through check()
         # (readiness) instead of crashing startup.
         self.root = Path(root)
-        self._blobs = self.root / ALGORITHM
-        self._blobs_dir = str(self._blobs)
+        self._blobs = self.root / ALGORITHM  # the sha512 tree sits next to it
+        self._root_dir = str(self.root)
         # Large downloads go by the zero-copy blob server when one runs (graft.blobserver).
         self._url_signer = url_signer
         self._redirect_min_bytes = redirect_min_bytes
@@ -260,8 +280,8 @@ class FilesystemBlobStore:
         self._active: set[str] = set()
 
     def _path(self, digest: str) -> Path:
-        hex_ = parse_digest(digest)
-        return self._blobs / hex_[:2] / hex_
+        algorithm, hex_ = split_digest(digest)
+        return self.root / algorithm / hex_[:2] / hex_
 
     def _create_temp(self) -> tuple[int, Path]:
         # Random name + O_EXCL: never shared with another writer, in any process.
@@ -294,6 +314,42 @@ class FilesystemBlobStore:
                 async for chunk in data:
                     await w.write(chunk)
             return await w.commit(expected)
+
+    async def import_file(self, path: Path, expected: str) -> str:
+        algorithm = split_digest(expected)[0]
+        final = self._path(expected)
+
+        def ingest() -> str:
+            actual = f"{algorithm}:{_hash_file(path, algorithm)}"
+            if actual != expected:
+                raise DigestMismatch(expected, actual)
+            if final.exists():
+                path.unlink(missing_ok=True)
+                return expected
+            _makedirs_durable(final.parent)
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+            try:
+                os.replace(path, final)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                # Another filesystem: copy through a temp file of ours, then rename.
+                fd, tmp = self._create_temp()
+                try:
+                    with path.open("rb") as src, os.fdopen(fd, "wb") as dst:
+                        shutil.copyfileobj(src, dst, _FLUSH_SIZE)
+                        dst.flush()
+                        os.fsync(dst.fileno())
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                    self._active.discard(tmp.name)
+                path.unlink(missing_ok=True)
+            _fsync_dir(final.parent)
+            return expected
+
+        return await anyio.to_thread.run_sync(ingest)
 
     # stat() on a local filesystem is fast enough to call from the event loop.
 
@@ -363,8 +419,8 @@ class FilesystemBlobStore:
         return path if path.is_file() else None
 
     def local_file(self, digest: str) -> LocalFile | None:
-        hex_ = parse_digest(digest)
-        path = f"{self._blobs_dir}/{hex_[:2]}/{hex_}"
+        algorithm, hex_ = split_digest(digest)
+        path = f"{self._root_dir}/{algorithm}/{hex_[:2]}/{hex_}"
         try:
             st = os.stat(path)  # a local stat takes microseconds: no thread hand-off
         except (FileNotFoundError, NotADirectoryError):
@@ -376,7 +432,10 @@ class FilesystemBlobStore:
     ) -> str | None:
         if self._url_signer is None or size < self._redirect_min_bytes:
             return None
-        return self._url_signer.url(parse_digest(digest), media_type, scheme=scheme, host=host)
+        algorithm, hex_ = split_digest(digest)
+        if algorithm != ALGORITHM:  # the blob server serves the sha256 tree (nearly all blobs)
+            return None
+        return self._url_signer.url(hex_, media_type, scheme=scheme, host=host)
 
     async def check(self) -> None:
         def probe() -> None:

@@ -19,6 +19,9 @@ class Client(StrEnum):
     twine = "twine"
     apt = "apt"
     apk = "apk"
+    docker = "docker"
+    containerd = "containerd"
+    kubernetes = "kubernetes"
 
 
 def _apk(base: str, token: str, release: str) -> str:
@@ -80,6 +83,61 @@ RUN --mount=type=secret,id=graft_token \\
 """
 
 
+def _registry(client: Client, base: str, token: str, image: str) -> str:
+    """Container clients: docker, containerd (CRI config.toml), Kubernetes pull secrets."""
+    host = base.split("://", 1)[1].split("/", 1)[0]
+    insecure = base.startswith("http://")
+    if client is Client.docker:
+        note = ""
+        if insecure:
+            note = (
+                f'\n# plain http: add "{host}" to "insecure-registries" in '
+                "/etc/docker/daemon.json\n"
+            )
+        return f"""\
+# log in once (any user name; the token is the password)
+echo "{token}" | docker login {host} --username rootio --password-stdin
+
+# pull through Graft (upstream images, and your organization's patched tags)
+docker pull {host}/{image}
+
+# push a patched image into your organization's namespace (needs the publish scope);
+# the patched-tag convention is <tag>-<label>, e.g. 3.12-slim-graft
+docker tag {image} {host}/{image}-graft
+docker push {host}/{image}-graft
+{note}"""
+    if client is Client.containerd:
+        scheme = "http" if insecure else "https"
+        return f"""\
+# /etc/containerd/config.toml (containerd 1.x CRI plugin); restart containerd afterwards
+[plugins."io.containerd.grpc.v1.cri".registry.configs."{host}".auth]
+  username = "rootio"
+  password = "{token}"
+
+# and /etc/containerd/certs.d/{host}/hosts.toml (config_path = "/etc/containerd/certs.d"):
+#   server = "{scheme}://{host}"
+#   [host."{scheme}://{host}"]
+#     capabilities = ["pull", "resolve"]
+
+# check: crictl pull {host}/{image}
+"""
+    return f"""\
+# an image pull secret (a dockerconfigjson) in the namespace your pods run in
+kubectl create secret docker-registry graft \\
+    --docker-server={host} --docker-username=rootio --docker-password="{token}" \\
+    --namespace default
+
+# use it in a pod spec (or add it to the namespace's default service account):
+#   spec:
+#     imagePullSecrets:
+#       - name: graft
+#     containers:
+#       - name: app
+#         image: {host}/{image}
+# kubectl patch serviceaccount default -p '{{"imagePullSecrets": [{{"name": "graft"}}]}}'
+"""
+
+
 def _snippets(client: Client, base: str, token: str) -> str:
     host = urlsplit(base).hostname or "graft.example.com"
     simple = f"{base}/pypi/simple/"
@@ -136,7 +194,10 @@ password = {token}
 
 @app.command()
 def configure(
-    client: Annotated[Client, typer.Argument(help="pip, uv, poetry, twine, apt or apk.")],
+    client: Annotated[
+        Client,
+        typer.Argument(help="pip, uv, poetry, twine, apt, apk, docker, containerd or kubernetes."),
+    ],
     url: Annotated[
         str, typer.Option(help="Graft's URL as clients reach it.", envvar="GRAFT_URL")
     ] = "http://127.0.0.1:8000",
@@ -146,6 +207,9 @@ def configure(
     distro: Annotated[str, typer.Option(help="apt: debian or ubuntu.")] = "debian",
     codename: Annotated[str, typer.Option(help="apt: e.g. bookworm or noble.")] = "bookworm",
     release: Annotated[str, typer.Option(help="apk: Alpine release, e.g. 3.20.")] = "3.20",
+    image: Annotated[
+        str, typer.Option(help="docker/containerd/kubernetes: an image to show.")
+    ] = "library/python:3.12-slim",
 ) -> None:
     """Print the configuration a client needs to install from (or publish to) Graft."""
     base = url.rstrip("/")
@@ -156,5 +220,8 @@ def configure(
         return
     if client is Client.apk:
         print(_apk(base, token, release), end="")
+        return
+    if client in (Client.docker, Client.containerd, Client.kubernetes):
+        print(_registry(client, base, token, image), end="")
         return
     print(_snippets(client, base, token), end="")

@@ -208,3 +208,90 @@ class CatalogArtifact(Base):
     created_by: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
     )
+
+
+# --- container images (graft.ecosystems.oci) -------------------------------------------------
+# A repository lives in a "space": "org:<id>" for what an organization pushed, "upstream:<name>"
+# for what was pulled through from an upstream registry (shared by every organization, since it
+# is the upstream's public content). Manifest bytes and blobs live in the blob store.
+
+
+class OciRepository(Base):
+    __tablename__ = "oci_repositories"
+    __table_args__ = (UniqueConstraint("space", "name", name="uq_oci_repository"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OciManifest(Base):
+    """A manifest held in a repository (stored byte for byte under its digest)."""
+
+    __tablename__ = "oci_manifests"
+    __table_args__ = (
+        UniqueConstraint("repository_id", "digest", name="uq_oci_manifest"),
+        Index("ix_oci_manifest_subject", "repository_id", "subject"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("oci_repositories.id", ondelete="CASCADE")
+    )
+    digest: Mapped[str] = mapped_column(String(140))
+    media_type: Mapped[str] = mapped_column(String(255))
+    artifact_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(140), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    annotations: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OciTag(Base):
+    __tablename__ = "oci_tags"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("oci_repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OciReference(Base):
+    """What a manifest points at (config, layers, child manifests): kept for garbage
+    collection and for refusing to delete nothing-but-referenced content."""
+
+    __tablename__ = "oci_references"
+    __table_args__ = (Index("ix_oci_reference_digest", "digest"),)
+
+    manifest_id: Mapped[int] = mapped_column(
+        ForeignKey("oci_manifests.id", ondelete="CASCADE"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+
+
+class OciBlobLink(Base):
+    """A blob a repository holds: pushed, mounted or pulled through. `touched_at` moves when a
+    pusher asks for the blob, so garbage collection leaves blobs of a running push alone."""
+
+    __tablename__ = "oci_blob_links"
+    __table_args__ = (Index("ix_oci_blob_link_digest", "digest"),)
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("oci_repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    touched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OciGcCandidate(Base):
+    """A blob that lost a link or a reference; garbage collection deletes it once nothing in
+    any repository (nor any other ecosystem) uses it."""
+
+    __tablename__ = "oci_gc_candidates"
+
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    marked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -26,6 +26,12 @@ class UpstreamConfig(BaseModel):
     ttl_seconds: int = Field(600, ge=0, description="How long an index page is fresh")
     negative_ttl_seconds: int = Field(60, ge=0, description="How long a 404 is remembered")
     keyring: str | None = Field(None, description="Path of a keyring (APT/APK upstreams)")
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="OCI: which repository names this registry serves, as LOCAL or LOCAL=REMOTE "
+        "patterns ending in '*' (e.g. 'library/*', or '*=library/*' for one-component names); "
+        "empty: every name, as is",
+    )
     source: str = Field("config", description="config (graft.toml) or database")
 
     @field_validator("ecosystem")
