@@ -50,3 +50,32 @@ class RawResponse(Response):
         )
         body = b"" if scope["method"] == "HEAD" else self.body
         await send({"type": "http.response.body", "body": body})
+
+
+class PartsResponse(Response):
+    """A body kept as several byte strings (an APT index is its chunks in a row): sent part by
+    part, never joined into one copy. Headers already encoded; `Content-Length` added here."""
+
+    def __init__(
+        self,
+        parts: Sequence[bytes],
+        headers: Sequence[tuple[bytes, bytes]],
+        status_code: int = 200,
+    ) -> None:
+        self.status_code = status_code
+        self.parts = parts
+        self.background = None
+        self.raw_headers = list(headers)
+        if status_code not in (204, 304):
+            self.raw_headers.append((b"content-length", b"%d" % sum(map(len, parts))))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope["method"] == "HEAD" or self.status_code in (204, 304):
+            await send({"type": "http.response.body", "body": b""})
+            return
+        for part in self.parts:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})

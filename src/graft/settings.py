@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         "byte (so a bad upstream file is a clean 502); larger ones stream while verified.",
     )
     max_upload_bytes: int = Field(2 << 30, ge=1024, description="Largest package upload.")
+    apt_release_valid_seconds: int | None = Field(
+        None,
+        ge=3600,
+        description="Valid-Until in the APT Release files, this long after Date (unset: no "
+        "Valid-Until); Graft re-signs when half of it has passed.",
+    )
     blob_server_port: int | None = Field(
         None,
         ge=1,

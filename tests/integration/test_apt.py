@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.apt_client import Apt, dpkg_install, dpkg_root
 from tests.fixtures.apt_repo import (
     DebSpec,
     StaticServer,
@@ -90,84 +90,6 @@ def upload(
             auth=("rootio", token or srv.token),
             timeout=60,
         )
-
-
-class Apt:
-    """apt-get with a configuration of its own: no system sources, state or credentials."""
-
-    def __init__(
-        self, base: Path, srv: GraftServer, upstream_url: str, upstream_keyring: Path, token: str
-    ) -> None:
-        self.base = base
-        for d in ("state/lists/partial", "cache/archives/partial", "parts", "keys", "root"):
-            (base / d).mkdir(parents=True, exist_ok=True)
-        (base / "status").touch()
-        graft_keyring = base / "keys" / "graft.gpg"
-        graft_keyring.write_bytes(httpx.get(f"{srv.url}/keys/graft-archive-keyring.gpg").content)
-        (base / "sources.list").write_text(
-            f"deb [signed-by={upstream_keyring}] {upstream_url} {CODENAME} main\n"
-            f"deb [signed-by={graft_keyring}] {srv.url}/debian/{CODENAME} {CODENAME} main\n"
-        )
-        # Over plain http the machine line must carry the scheme, or apt sends no credentials.
-        (base / "auth.conf").write_text(f"machine {srv.url}/debian login rootio password {token}\n")
-        (base / "auth.conf").chmod(0o600)
-
-    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        b = self.base
-        opts = {
-            "Dir::Etc::sourcelist": b / "sources.list",
-            "Dir::Etc::sourceparts": b / "parts",
-            "Dir::Etc::netrc": b / "auth.conf",
-            "Dir::Etc::netrcparts": b / "parts",
-            "Dir::Etc::preferencesparts": b / "parts",
-            "Dir::Etc::trustedparts": b / "parts",
-            "Dir::State": b / "state",
-            "Dir::State::status": b / "status",
-            "Dir::Cache": b / "cache",
-            "Debug::NoLocking": "1",
-            "APT::Architecture": "amd64",
-            "APT::Architectures": "amd64",
-            "Acquire::Languages": "none",
-            "APT::Sandbox::User": "root",
-        }
-        cmd = [args[0]]
-        for key, value in opts.items():
-            cmd += ["-o", f"{key}={value}"]
-        proc = subprocess.run(
-            [*cmd, *args[1:]],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        if ok and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-
-def dpkg_root(base: Path) -> Path:
-    root = base / "root"
-    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "var/lib/dpkg/status").touch()
-    return root
-
-
-def dpkg_install(root: Path, debs: list[Path]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "dpkg",
-            f"--root={root}",
-            "--force-script-chrootless",
-            "--log=/dev/null",
-            "-i",
-            *map(str, debs),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def test_keyring_is_public(graft: GraftServer) -> None:

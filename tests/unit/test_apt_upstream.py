@@ -9,9 +9,10 @@ import pytest
 
 from graft.ecosystems.apt.index import (
     ReleaseInfo,
-    compressed_variants,
-    render_packages,
+    make_chunks,
+    packages_files,
     render_release,
+    render_stanza,
 )
 from graft.ecosystems.apt.signing import ArchiveKey
 from graft.ecosystems.apt.upstream import (
@@ -34,10 +35,11 @@ STANZAS = [
 @pytest.fixture
 def upstream(tmp_path: Path) -> tuple[ArchiveKey, bytes, dict[str, bytes]]:
     key = ArchiveKey.load_or_create(tmp_path / "upstream-keys")
-    files = compressed_variants("main/binary-amd64/Packages", render_packages(STANZAS))
+    items = [(s["Package"], (render_stanza(s) + "\n").encode()) for s in STANZAS]
+    files = packages_files("main/binary-amd64/Packages", make_chunks(items, size=16))
     info = ReleaseInfo("Debian", "Debian", "stable", "bookworm", ["main"], ["amd64"])
     release = render_release(info, files, dt.datetime.now(dt.UTC))
-    return key, key.clearsign(release), files
+    return key, key.clearsign(release), {path: f.data() for path, f in files.items()}
 
 
 def test_signed_release_and_matching_index_are_accepted(

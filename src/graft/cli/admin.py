@@ -135,6 +135,9 @@ def init(
     cfg = settings()
     prepare(cfg)
     out.print(f"Graft data directory: {cfg.data_dir}")
+    from graft.cli.keys import ensure_keys
+
+    out.print(f"APT archive key: {ensure_keys(cfg.keys_dir)} (graft key show)")
     if not demo:
         return
 

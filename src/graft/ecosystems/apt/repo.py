@@ -8,8 +8,16 @@ Its `main` component lists, per architecture:
 
 The upstream set comes from the configured mirror: InRelease verified against the upstream's
 keyring, Packages.xz checked against the signed Release (graft.ecosystems.apt.upstream), both
-through the shared page cache (TTL, revalidation, stale-if-error). Rendered indexes and the
-signed InRelease are cached per organization and rebuilt only when an input changes.
+through the shared page cache (TTL, revalidation, stale-if-error).
+
+Two levels, so that a publish costs a few chunks instead of the whole repository:
+- `BaseIndex`, once per upstream state and shared by every organization: the fallback
+  stanzas of every upstream package, sorted, rendered and compressed in chunks
+  (graft.ecosystems.apt.index). Building it for 63,000 packages takes seconds; while a new
+  upstream state is being built, organizations keep the repository they had.
+- `Rendered`, per organization: the base chunks, with the few chunks that hold a package the
+  organization patched rebuilt without its fallback, plus one chunk of the organization's
+  patched stanzas; then Release and its signatures. A publish re-renders only this.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass, field
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -27,13 +37,17 @@ from graft.catalog import CatalogFile
 from graft.context import AppContext
 from graft.ecosystems.apt import debs
 from graft.ecosystems.apt.index import (
+    Chunk,
+    IndexFile,
     ReleaseInfo,
     by_hash_path,
-    compressed_variants,
-    render_packages,
+    make_chunk,
+    make_chunks,
+    packages_files,
     render_release,
+    render_stanza,
 )
-from graft.ecosystems.apt.signing import ArchiveKey
+from graft.ecosystems.apt.signing import ArchiveKeyring
 from graft.ecosystems.apt.upstream import (
     UpstreamUntrusted,
     decompress,
@@ -49,6 +63,7 @@ from graft.upstream.pages import Page, UpstreamUnavailable
 log = logging.getLogger("graft.apt")
 
 ARCHITECTURES = ("amd64", "arm64")
+INDEX_ARCHITECTURES = (*ARCHITECTURES, "all")
 COMPONENT = "main"
 CODENAMES = {
     "debian": ("bullseye", "bookworm", "trixie", "forky"),
@@ -75,21 +90,91 @@ class PoolFile:
     package: str  # the upstream name X
     version: str
     architecture: str
-    digest: str | None = None  # blob digest for patched files
-    stanza: dict[str, str] = field(default_factory=dict, compare=False)
+    digest: str | None = None  # blob digest of a patched file; fallbacks are rebuilt
+
+
+@dataclass(frozen=True, slots=True)
+class BaseIndex:
+    """The fallbacks of one upstream state, shared by every organization."""
+
+    identity: str
+    chunks: dict[str, tuple[Chunk, ...]]  # index architecture → chunks; keys (name, arch)
+    pool: dict[str, PoolFile]  # pool path → fallback
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    files: dict[str, bytes]  # path under dists/<codename>/ → bytes (indexes, Release, InRelease…)
-    pool: dict[str, PoolFile]  # pool path → file
+    files: dict[str, IndexFile]  # path under dists/<codename>/ → file (indexes, Release …)
+    patched: dict[str, PoolFile]  # pool path → patched file
+    hidden: frozenset[tuple[str, str]]  # (name, arch) whose fallback a patched build replaced
+    base: BaseIndex
     identity: str
+    signed_at: float  # time.time() of the signature (Valid-Until)
+
+    def pool_file(self, path: str) -> PoolFile | None:
+        found = self.patched.get(path)
+        if found is not None:
+            return found
+        fallback = self.base.pool.get(path)
+        if fallback is None or (fallback.package, fallback.architecture) in self.hidden:
+            return None
+        return fallback
 
 
 def pool_path(name: str, version: str, arch: str) -> str:
     first = name[:4] if name.startswith("lib") else name[:1]
     file_version = version.split(":", 1)[-1]  # pool file names drop the epoch
     return f"pool/{COMPONENT}/{first}/{name}/{name}_{file_version}_{arch}.deb"
+
+
+def _parse_index(path: str, data: bytes) -> list[dict[str, str]]:
+    return parse_packages(decompress(path, data))
+
+
+def _listed_in(arch: str, index_arch: str) -> bool:
+    """Architecture-independent packages appear in every architecture's index too."""
+    return arch == index_arch or (arch == "all" and index_arch != "all")
+
+
+def build_base(identity: str, packages: list[UpstreamPackage], prefix: str) -> BaseIndex:
+    """Every upstream package's `rootio-X` fallback, rendered and chunked (CPU-bound: runs in
+    a worker thread)."""
+    pool: dict[str, PoolFile] = {}
+    items: dict[str, list[tuple[tuple[str, str, str], Hashable, bytes]]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    for pkg in packages:
+        key = (pkg.name, pkg.architecture)
+        if pkg.name.startswith(prefix) or key in seen:
+            continue
+        seen.add(key)
+        blob = debs.transitional_deb(pkg.name, pkg.version, pkg.architecture, prefix)
+        name = f"{prefix}{pkg.name}"
+        path = pool_path(name, pkg.version, pkg.architecture)
+        sha256 = hashlib.sha256(blob).hexdigest()
+        stanza = {
+            "Package": name,
+            "Version": pkg.version,
+            "Architecture": pkg.architecture,
+            "Depends": f"{pkg.name} (= {pkg.version})",
+            "Section": "oldlibs",
+            "Priority": "optional",
+            "Description": f"transitional package for {pkg.name} (no patched build yet)",
+            "Filename": path,
+            "Size": str(len(blob)),
+            "SHA256": sha256,
+        }
+        text = (render_stanza(stanza) + "\n").encode()
+        pool[path] = PoolFile(
+            path, sha256, len(blob), "fallback", pkg.name, pkg.version, pkg.architecture
+        )
+        for index_arch in INDEX_ARCHITECTURES:
+            if _listed_in(pkg.architecture, index_arch):
+                items[index_arch].append(((name, pkg.version, pkg.architecture), key, text))
+    chunks = {}
+    for index_arch in INDEX_ARCHITECTURES:
+        ordered = sorted(items[index_arch], key=lambda item: item[0])
+        chunks[index_arch] = make_chunks([(key, text) for _, key, text in ordered])
+    return BaseIndex(identity, chunks, pool)
 
 
 class AptRepository:
@@ -99,18 +184,21 @@ class AptRepository:
         self.ctx = ctx
         self.distro = distro
         self.prefix = ctx.settings.os_package_prefix
-        self._fallbacks: dict[str, tuple[str, dict[tuple[str, str], PoolFile]]] = {}
+        valid = ctx.settings.apt_release_valid_seconds
+        self.valid_for = dt.timedelta(seconds=valid) if valid else None
         self._upstream: dict[str, tuple[str, tuple[str, list[UpstreamPackage]]]] = {}
         self._rejected: dict[str, str] = {}  # base URL → identity of an InRelease that failed
+        self._bases: dict[str, BaseIndex] = {}  # codename → the latest built base
+        self._building: dict[tuple[str, str], asyncio.Task[BaseIndex]] = {}
         self._rendered: OrderedDict[tuple[int, str], Rendered] = OrderedDict()
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-        self._key: ArchiveKey | None = None
+        self._keyring: ArchiveKeyring | None = None
 
     @property
-    def key(self) -> ArchiveKey:
-        if self._key is None:
-            self._key = ArchiveKey.load_or_create(self.ctx.settings.keys_dir)
-        return self._key
+    def keyring(self) -> ArchiveKeyring:
+        if self._keyring is None:
+            self._keyring = ArchiveKeyring(self.ctx.settings.keys_dir)
+        return self._keyring
 
     def check_codename(self, codename: str) -> None:
         if codename not in CODENAMES[self.distro]:
@@ -187,7 +275,8 @@ class AptRepository:
                 raise UpstreamUnavailable(f"{upstream.name}: {path} listed but missing")
             data = release.check(path, page.body, source=upstream.name)
             identity.append(page.identity)
-            for stanza in parse_packages(decompress(path, data)):
+            stanzas = await asyncio.to_thread(_parse_index, path, data)
+            for stanza in stanzas:
                 packages.append(
                     UpstreamPackage(
                         stanza["Package"],
@@ -198,45 +287,33 @@ class AptRepository:
                 )
         return "|".join(identity), packages
 
-    # -- fallbacks ------------------------------------------------------------------------
-    def fallbacks(
+    # -- the shared base ------------------------------------------------------------------
+    def _base_task(
         self, codename: str, identity: str, packages: list[UpstreamPackage]
-    ) -> dict[tuple[str, str], PoolFile]:
-        """(name, arch) → the transitional package, built once per upstream state."""
-        cached = self._fallbacks.get(codename)
-        if cached is not None and cached[0] == identity:
-            return cached[1]
-        out: dict[tuple[str, str], PoolFile] = {}
-        for pkg in packages:
-            if pkg.name.startswith(self.prefix):
-                continue
-            blob = debs.transitional_deb(pkg.name, pkg.version, pkg.architecture, self.prefix)
-            name = f"{self.prefix}{pkg.name}"
-            path = pool_path(name, pkg.version, pkg.architecture)
-            stanza = {
-                "Package": name,
-                "Version": pkg.version,
-                "Architecture": pkg.architecture,
-                "Depends": f"{pkg.name} (= {pkg.version})",
-                "Section": "oldlibs",
-                "Priority": "optional",
-                "Description": f"transitional package for {pkg.name} (no patched build yet)",
-                "Filename": path,
-                "Size": str(len(blob)),
-                "SHA256": hashlib.sha256(blob).hexdigest(),
-            }
-            out[(pkg.name, pkg.architecture)] = PoolFile(
-                path,
-                stanza["SHA256"],
-                len(blob),
-                "fallback",
-                pkg.name,
-                pkg.version,
-                pkg.architecture,
-                stanza=stanza,
-            )
-        self._fallbacks[codename] = (identity, out)
-        return out
+    ) -> asyncio.Task[BaseIndex]:
+        """One build per upstream state, however many requests want it."""
+        key = (codename, identity)
+        task = self._building.get(key)
+        if task is None:
+
+            async def build() -> BaseIndex:
+                started = time.monotonic()
+                try:
+                    base = await asyncio.to_thread(build_base, identity, packages, self.prefix)
+                finally:
+                    del self._building[key]
+                self._bases[codename] = base
+                log.info(
+                    "%s %s: fallbacks of %d upstream packages indexed in %.1f s",
+                    self.distro,
+                    codename,
+                    len(base.pool),
+                    time.monotonic() - started,
+                )
+                return base
+
+            task = self._building[key] = asyncio.create_task(build(), name=f"apt base {key}")
+        return task
 
     # -- rendering ------------------------------------------------------------------------
     async def render(self, org_id: int, codename: str) -> Rendered:
@@ -247,38 +324,44 @@ class AptRepository:
             for f in await self.ctx.catalog.packages_files(org_id, self.distro)
             if f.attrs.get("codename") == codename
         ]
-        ident = identity + "|" + ",".join(str(f.id) for f in patched)
+        ident = "|".join((identity, ",".join(str(f.id) for f in patched), self.keyring.identity()))
         key = (org_id, codename)
         hit = self._rendered.get(key)
-        if hit is not None and hit.identity == ident:
+        if hit is not None and hit.identity == ident and self._fresh(hit):
             return hit
+        base = self._bases.get(codename)
+        if base is None or base.identity != identity:
+            task = self._base_task(codename, identity, packages)
+            if hit is not None and not task.done():
+                return hit  # a new upstream state is being indexed: keep serving the last one
+            base = await asyncio.shield(task)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # one rebuild at a time per repository
+        async with lock:  # one render at a time per organization and repository
             hit = self._rendered.get(key)
-            if hit is not None and hit.identity == ident:
+            if hit is not None and hit.identity == ident and self._fresh(hit):
                 return hit
-            rendered = await asyncio.to_thread(
-                self._build, codename, ident, packages, identity, patched
-            )
+            rendered = await asyncio.to_thread(self._render, codename, ident, base, patched)
             self._rendered[key] = rendered
+            self._rendered.move_to_end(key)
             while len(self._rendered) > 256:
                 self._rendered.popitem(last=False)
             return rendered
 
-    def _build(
-        self,
-        codename: str,
-        ident: str,
-        packages: list[UpstreamPackage],
-        identity: str,
-        patched: list[CatalogFile],
+    def _fresh(self, rendered: Rendered) -> bool:
+        """With Valid-Until, re-sign when half the validity has passed."""
+        if self.valid_for is None:
+            return True
+        return time.time() - rendered.signed_at < self.valid_for.total_seconds() / 2
+
+    def _render(
+        self, codename: str, ident: str, base: BaseIndex, patched: list[CatalogFile]
     ) -> Rendered:
-        fallbacks = self.fallbacks(codename, identity, packages)
         pool: dict[str, PoolFile] = {}
-        patched_keys = set()
+        hidden: set[tuple[str, str]] = set()
+        own: dict[str, list[tuple[tuple[str, str, str], Hashable, bytes]]] = defaultdict(list)
         for f in patched:
             arch = str(f.attrs["architecture"])
-            patched_keys.add((f.package, arch))
+            hidden.add((f.package, arch))
             for variant in ("original", "rootio"):
                 stanza = dict(f.attrs[f"{variant}_stanza"])
                 pool_file = PoolFile(
@@ -290,35 +373,38 @@ class AptRepository:
                     f.version,
                     arch,
                     digest=str(f.attrs[f"{variant}_digest"]),
-                    stanza=stanza,
                 )
                 pool[pool_file.filename] = pool_file
-        for (name, arch), fb in fallbacks.items():
-            if (name, arch) not in patched_keys:
-                pool[fb.filename] = fb
-        files: dict[str, bytes] = {}
-        for arch in (*ARCHITECTURES, "all"):
-            stanzas = [
-                p.stanza
-                for p in pool.values()
-                if p.architecture == arch or (p.architecture == "all" and arch != "all")
+                text = (render_stanza(stanza) + "\n").encode()
+                order = (stanza["Package"], stanza["Version"], arch)
+                for index_arch in INDEX_ARCHITECTURES:
+                    if _listed_in(arch, index_arch):
+                        own[index_arch].append((order, (f.package, arch), text))
+        files: dict[str, IndexFile] = {}
+        for index_arch in INDEX_ARCHITECTURES:
+            chunks = [
+                c.without(hidden) if hidden.intersection(c.keys) else c
+                for c in base.chunks[index_arch]
             ]
-            files.update(
-                compressed_variants(f"{COMPONENT}/binary-{arch}/Packages", render_packages(stanzas))
-            )
+            if own[index_arch]:
+                ordered = sorted(own[index_arch], key=lambda item: item[0])
+                chunks.append(make_chunk([(key, text) for _, key, text in ordered]))
+            files.update(packages_files(f"{COMPONENT}/binary-{index_arch}/Packages", chunks))
         info = ReleaseInfo(
             origin="Graft",
             label="Graft",
             suite=codename,
             codename=codename,
             components=[COMPONENT],
-            architectures=[*ARCHITECTURES, "all"],
+            architectures=list(INDEX_ARCHITECTURES),
             description=f"Graft patched packages for {self.distro} {codename}",
+            valid_for=self.valid_for,
         )
-        release = render_release(info, files, dt.datetime.now(dt.UTC))
-        for path, data in list(files.items()):
-            files[by_hash_path(path, data)] = data
-        files["Release"] = release
-        files["Release.gpg"] = self.key.detach_sign(release)
-        files["InRelease"] = self.key.clearsign(release)
-        return Rendered(files, pool, ident)
+        now = time.time()
+        release = render_release(info, files, dt.datetime.fromtimestamp(now, dt.UTC))
+        for path, index_file in list(files.items()):
+            files[by_hash_path(path, index_file.sha256)] = index_file
+        files["Release"] = IndexFile.of([release])
+        files["Release.gpg"] = IndexFile.of([self.keyring.detach_sign(release)])
+        files["InRelease"] = IndexFile.of([self.keyring.clearsign(release)])
+        return Rendered(files, pool, frozenset(hidden), base, ident, now)

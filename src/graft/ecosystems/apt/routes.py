@@ -24,8 +24,9 @@ from graft.ecosystems.apt import debs
 from graft.ecosystems.apt.publish import DebOptions, publish_deb
 from graft.ecosystems.apt.repo import AptRepository
 from graft.errors import NotFound
-from graft.files import bytes_response, serve_blob
+from graft.files import CACHE_CONTROL, bytes_response, not_modified, serve_blob
 from graft.limits import BodyLimitMiddleware
+from graft.responses import PartsResponse
 from graft.routing import Route
 from graft.uploads import form_flag, spooled_upload
 from graft.usage import Served, UsageEvent
@@ -33,6 +34,8 @@ from graft.usage import Served, UsageEvent
 DISTROS = ("debian", "ubuntu")
 KEYRING = "/keys/graft-archive-keyring"
 DEB = "application/vnd.debian.binary-package"
+CACHE_IMMUTABLE = CACHE_CONTROL.encode()
+CACHE_REVALIDATE = b"private, max-age=0, must-revalidate"
 
 
 def routes(ctx: AppContext) -> Sequence[BaseRoute]:
@@ -46,16 +49,22 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             raise NotFound(f"this repository serves only suite {codename!r}")
         rendered = await repo.render(principal.org_id, codename)
         path = request.path_params["path"]
-        data = rendered.files.get(path)
-        if data is None:
+        index_file = rendered.files.get(path)
+        if index_file is None:
             raise NotFound(f"dists/{codename}/{path} does not exist")
-        immutable = "/by-hash/" in path
         media = (
-            "text/plain; charset=utf-8"
+            b"text/plain; charset=utf-8"
             if path in ("InRelease", "Release")
-            else ("application/octet-stream")
+            else b"application/octet-stream"
         )
-        return bytes_response(request, data, media, immutable=immutable)
+        etag = f'"{index_file.sha256[:32]}"'
+        headers = [
+            (b"etag", etag.encode()),
+            (b"cache-control", CACHE_IMMUTABLE if "/by-hash/" in path else CACHE_REVALIDATE),
+        ]
+        if not_modified(request, etag):
+            return PartsResponse((), headers, 304)
+        return PartsResponse(index_file.parts, [*headers, (b"content-type", media)])
 
     async def pool(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.READ)
@@ -63,7 +72,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         repo = repos[distro]
         codename = request.path_params["codename"]
         rendered = await repo.render(principal.org_id, codename)
-        pool_file = rendered.pool.get("pool/" + request.path_params["path"])
+        pool_file = rendered.pool_file("pool/" + request.path_params["path"])
         if pool_file is None:
             raise NotFound(f"{request.path_params['path']} is not in this repository")
         served = Served.PATCHED if pool_file.kind == "patched" else Served.FALLBACK
@@ -113,13 +122,13 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         )
 
     async def keyring(request: Request) -> Response:
-        key = repos["debian"].key
+        keyring = repos["debian"].keyring  # one archive keyring for every distro
         if request.scope["path"].endswith(".gpg"):
             return bytes_response(
-                request, key.public_binary(), "application/pgp-keys", immutable=False
+                request, keyring.public_binary(), "application/pgp-keys", immutable=False
             )
         return bytes_response(
-            request, key.public_armored().encode(), "application/pgp-keys", immutable=False
+            request, keyring.public_armored().encode(), "application/pgp-keys", immutable=False
         )
 
     limit = [Middleware(BodyLimitMiddleware, max_bytes=ctx.settings.max_upload_bytes)]

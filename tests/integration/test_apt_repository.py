@@ -1,0 +1,279 @@
+"""More of the APT repositories with the real apt-get and dpkg: Ubuntu with zstd packages,
+every index compression, a tampering proxy in front of Graft, archive key rotation with an
+overlap, and Valid-Until."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import http.server
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.apt_client import Apt, dpkg_install, dpkg_root
+from tests.fixtures.apt_repo import (
+    DebSpec,
+    StaticServer,
+    UpstreamAptRepo,
+    build_deb,
+    make_upstream_repo,
+)
+from tests.integration.graftserver import GraftServer
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("apt-get", "apt-ftparchive", "gpg", "dpkg-deb")),
+    reason="apt-get, apt-utils, gnupg and dpkg are needed (make test installs them)",
+)
+
+JAMMY = "jammy"
+BOOKWORM = "bookworm"
+UBUNTU_PACKAGES = [
+    DebSpec("zstdish", "1.5.2-1ubuntu1", compression="zstd"),
+    DebSpec("openish", "3.0.2-0ubuntu1.10", compression="zstd"),
+]
+DEBIAN_PACKAGES = [DebSpec("curlish", "7.88.1-10+deb12u8"), DebSpec("wgetish", "1.21.3-1")]
+KEY_RECHECK_SECONDS = 5.5  # graft.ecosystems.apt.signing.ArchiveKeyring checks every 5 s
+
+
+@pytest.fixture(scope="module")
+def ubuntu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpstreamAptRepo, str]]:
+    repo = make_upstream_repo(tmp_path_factory.mktemp("ubuntu"), JAMMY, UBUNTU_PACKAGES)
+    with StaticServer(repo.root) as server:
+        yield repo, server.url
+
+
+@pytest.fixture(scope="module")
+def debian(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpstreamAptRepo, str]]:
+    repo = make_upstream_repo(tmp_path_factory.mktemp("debian"), BOOKWORM, DEBIAN_PACKAGES)
+    with StaticServer(repo.root) as server:
+        yield repo, server.url
+
+
+def upstreams(**repos: tuple[UpstreamAptRepo, str]) -> str:
+    return json.dumps(
+        [
+            {"ecosystem": distro, "name": distro, "url": url, "keyring": str(repo.keyring)}
+            for distro, (repo, url) in repos.items()
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def graft(
+    tmp_path_factory: pytest.TempPathFactory,
+    ubuntu: tuple[UpstreamAptRepo, str],
+    debian: tuple[UpstreamAptRepo, str],
+) -> Iterator[GraftServer]:
+    srv = GraftServer(
+        tmp_path_factory.mktemp("graft-apt2") / "data",
+        upstream=upstreams(ubuntu=ubuntu, debian=debian),
+        auth_failure_limit=1000,
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def upload(srv: GraftServer, distro: str, codename: str, deb: Path) -> httpx.Response:
+    with deb.open("rb") as fh:
+        return httpx.post(
+            f"{srv.url}/{distro}/{codename}/upload",
+            files={"file": (deb.name, fh)},
+            data={"fixes": "CVE-2024-0001"},
+            auth=("rootio", srv.token),
+            timeout=60,
+        )
+
+
+def test_ubuntu_zstd_packages_patched_and_fallback(
+    graft: GraftServer, ubuntu: tuple[UpstreamAptRepo, str], tmp_path: Path
+) -> None:
+    repo, url = ubuntu
+    deb = build_deb(
+        tmp_path,
+        DebSpec("zstdish", "1.5.2-1ubuntu1.graft.1", content=b"patched\n", compression="zstd"),
+    )
+    r = upload(graft, "ubuntu", JAMMY, deb)
+    assert r.status_code == 200, r.text
+    apt = Apt(tmp_path / "apt", graft, url, repo.keyring, graft.token, codename=JAMMY,
+              distro="ubuntu")  # fmt: skip
+    apt.run("apt-get", "update")
+    policy = apt.run("apt-cache", "policy", "rootio-zstdish", "rootio-openish").stdout
+    assert "Candidate: 1.5.2-1ubuntu1.graft.1" in policy
+    assert "Candidate: 3.0.2-0ubuntu1.10" in policy
+    apt.run("apt-get", "install", "--download-only", "-y", "rootio-zstdish", "rootio-openish")
+    archives = sorted((tmp_path / "apt" / "cache" / "archives").glob("*.deb"))
+    assert {p.name.split("_")[0] for p in archives} == {
+        "rootio-zstdish",
+        "rootio-openish",
+        "openish",
+    }
+    root = dpkg_root(tmp_path / "apt")
+    result = dpkg_install(root, archives)
+    assert result.returncode == 0, result.stderr
+    assert (root / "usr/bin/zstdish").read_bytes() == b"patched\n"
+    assert (root / "usr/bin/openish").read_bytes() == b"#!/bin/sh\necho upstream\n"
+
+
+@pytest.mark.parametrize("compression", ["xz", "gz"])
+def test_apt_reads_every_index_compression(
+    graft: GraftServer, debian: tuple[UpstreamAptRepo, str], tmp_path: Path, compression: str
+) -> None:
+    repo, url = debian
+    apt = Apt(tmp_path / "apt", graft, url, repo.keyring, graft.token)
+    time.sleep(0.2)  # the access log is written every 50 ms: let earlier lines land first
+    mark = len(graft.log())
+    apt.run("apt-get", "update", options={"Acquire::CompressionTypes::Order::": compression})
+    time.sleep(0.2)
+    base = f"{graft.url}/debian/{BOOKWORM}/dists/{BOOKWORM}"
+    release = httpx.get(f"{base}/Release", auth=("", graft.token)).text
+    by_digest = {
+        line.split()[0]: line.split()[2]
+        for line in release.split("SHA256:")[1].splitlines()
+        if line.strip()
+    }
+    fetched = [
+        json.loads(line)["path"].rsplit("/", 1)[-1]
+        for line in graft.log()[mark:].splitlines()
+        if line.startswith("{") and "binary-amd64" in line
+    ]
+    # apt fetches the index by hash: the hash says which file it chose
+    assert [by_digest.get(name, name) for name in fetched] == [
+        f"main/binary-amd64/Packages.{compression}"
+    ]
+    policy = apt.run("apt-cache", "policy", "rootio-wgetish").stdout
+    assert "Candidate: 1.21.3-1" in policy
+    # the uncompressed index is the same text
+    plain = httpx.get(f"{base}/main/binary-amd64/Packages", auth=("", graft.token))
+    assert b"Package: rootio-wgetish\nVersion: 1.21.3-1\n" in plain.content
+
+
+class TamperingProxy:
+    """Forwards to Graft and changes one response on the way: the client must notice."""
+
+    def __init__(self, target: str, suffix: str, change: bytes, into: bytes) -> None:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                r = httpx.get(target + self.path, headers=headers)
+                body = r.content
+                if self.path.endswith(suffix) and r.status_code == 200:
+                    assert change in body, "nothing to tamper with"
+                    body = body.replace(change, into, 1)
+                    outer.tampered += 1
+                self.send_response(r.status_code)
+                for key in ("content-type", "etag", "www-authenticate"):
+                    if key in r.headers:
+                        self.send_header(key, r.headers[key])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.tampered = 0
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "change", "into", "apt_says"),
+    [
+        # a Packages entry changed in transit: its hash no longer matches the signed Release
+        ("binary-amd64/Packages", b"Version: 1.21.3-1", b"Version: 9.21.3-1", "Hash Sum mismatch"),
+        # the signed Release itself changed: the signature no longer verifies
+        ("/InRelease", b"Suite: bookworm", b"Suite: bookwurm", "BADSIG"),
+    ],
+)
+def test_a_tampered_index_is_rejected_by_apt(
+    graft: GraftServer,
+    debian: tuple[UpstreamAptRepo, str],
+    tmp_path: Path,
+    suffix: str,
+    change: bytes,
+    into: bytes,
+    apt_says: str,
+) -> None:
+    repo, url = debian
+    proxy = TamperingProxy(graft.url, suffix, change, into)
+    try:
+        apt = Apt(tmp_path / "apt", graft, url, repo.keyring, graft.token, graft_url=proxy.url)
+        # Only the uncompressed index, so the proxy can edit it in place.
+        options = {"Acquire::CompressionTypes::Order::": "uncompressed", "Acquire::By-Hash": "no"}
+        for kind in ("xz", "gz", "lz4", "bz2", "lzma", "zst"):
+            options[f"Acquire::CompressionTypes::{kind}"] = "false"
+        result = apt.run("apt-get", "update", ok=False, options=options)
+        output = result.stdout + result.stderr
+        assert proxy.tampered >= 1, output
+        assert apt_says in output, output
+        policy = apt.run("apt-cache", "policy", "rootio-wgetish").stdout
+        assert "Candidate: 9.21.3-1" not in policy
+    finally:
+        proxy.close()
+
+
+def test_key_rotation_keeps_the_old_key_signing_during_the_overlap(
+    tmp_path: Path, debian: tuple[UpstreamAptRepo, str]
+) -> None:
+    repo, url = debian
+    srv = GraftServer(tmp_path / "g", upstream=upstreams(debian=debian)).start()
+    try:
+        old_client = Apt(tmp_path / "old", srv, url, repo.keyring, srv.token)
+        old_client.run("apt-get", "update")
+        rotated = json.loads(srv.cli("key", "rotate", "apt", "--overlap", "1h", "--json").stdout)
+        assert rotated["retiring"] and rotated["current"] != rotated["retiring"]
+        time.sleep(KEY_RECHECK_SECONDS)
+        inrelease = httpx.get(
+            f"{srv.url}/debian/{BOOKWORM}/dists/{BOOKWORM}/InRelease", auth=("", srv.token)
+        ).text
+        assert inrelease.count("-----BEGIN PGP SIGNATURE-----") == 1
+        # The published keyring now holds both keys; a client with only the old one still
+        # updates, and so does one that fetched the new keyring.
+        old_client.run("apt-get", "update")
+        new_client = Apt(tmp_path / "new", srv, url, repo.keyring, srv.token)
+        new_client.run("apt-get", "update")
+        assert (
+            "Candidate: 1.21.3-1" in new_client.run("apt-cache", "policy", "rootio-wgetish").stdout
+        )
+        # Rotating with no overlap: the previous keys stop signing at once.
+        srv.cli("key", "rotate", "apt", "--overlap", "0")
+        time.sleep(KEY_RECHECK_SECONDS)
+        result = old_client.run("apt-get", "update", ok=False)
+        assert "NO_PUBKEY" in result.stdout + result.stderr
+        Apt(tmp_path / "newest", srv, url, repo.keyring, srv.token).run("apt-get", "update")
+    finally:
+        srv.stop()
+
+
+def test_valid_until_is_set_and_apt_accepts_it(
+    tmp_path: Path, debian: tuple[UpstreamAptRepo, str]
+) -> None:
+    repo, url = debian
+    srv = GraftServer(
+        tmp_path / "g", upstream=upstreams(debian=debian), apt_release_valid_seconds=7200
+    ).start()
+    try:
+        release = httpx.get(
+            f"{srv.url}/debian/{BOOKWORM}/dists/{BOOKWORM}/Release", auth=("", srv.token)
+        ).text
+        fields = dict(line.split(": ", 1) for line in release.splitlines() if ": " in line)
+        date = email.utils.parsedate_to_datetime(fields["Date"].replace("UTC", "+0000"))
+        until = email.utils.parsedate_to_datetime(fields["Valid-Until"].replace("UTC", "+0000"))
+        assert until - date == dt.timedelta(hours=2)
+        Apt(tmp_path / "apt", srv, url, repo.keyring, srv.token).run("apt-get", "update")
+    finally:
+        srv.stop()
