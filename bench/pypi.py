@@ -1203,6 +1203,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--curl-files", type=int, default=30, help="downloads per curl process (30)")
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="an extra Graft setting, e.g. --set granian_interface=rsgi (repeatable)",
+    )
+    p.add_argument(
         "--profile", action="store_true", help="also py-spy Graft (first worker count) on each path"
     )
     p.add_argument(
@@ -1213,6 +1220,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
     args = p.parse_args(argv)
+    try:
+        args.set = dict(item.split("=", 1) for item in args.set)
+    except ValueError:
+        p.error("--set takes SETTING=VALUE")
     if args.peers is None:
         args.peers = list(PEERS)
     if min(args.workers) < 1 or args.rounds < 1 or args.threads < 1 or args.pip_runs < 1:
@@ -1274,7 +1285,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
     blob_variants = {"off": [False], "on": [True], "both": [False, True]}[args.blob_server]
     for workers in args.workers:
         for blob_server in blob_variants:
-            settings = {"upstream": json.dumps(upstream), "access_log": "true"}
+            settings = {"upstream": json.dumps(upstream), "access_log": "true", **args.set}
             if blob_server:
                 settings |= {"blob_server_port": str(free_port()), "blob_url_ttl_seconds": "3600"}
             srv_g = stack.enter_context(

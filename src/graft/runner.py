@@ -90,13 +90,14 @@ def _run_asgi(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    rsgi = settings.granian_interface == "rsgi"
     Granian(
-        TARGET,
+        "graft.server:rsgi_app_factory" if rsgi else TARGET,
         factory=True,
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         log_access=False,
         log_level=settings.log_level,  # type: ignore[arg-type]
     ).serve()

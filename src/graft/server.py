@@ -20,6 +20,7 @@ from graft.ecosystems.base import Ecosystem
 from graft.metrics import REQUEST_METRICS, render
 from graft.observe import ACCESS_LOG, ObserveMiddleware
 from graft.routing import Dispatcher, Route
+from graft.rsgi import RSGIAdapter
 from graft.settings import Settings, get_settings
 
 log = logging.getLogger("graft")
@@ -120,3 +121,8 @@ def create_app(
 def app_factory() -> GraftApp:
     """Entry point for the ASGI server workers (`graft.server:app_factory`)."""
     return create_app()
+
+
+def rsgi_app_factory() -> RSGIAdapter:
+    """Entry point for granian's RSGI interface (`graft.server:rsgi_app_factory`)."""
+    return RSGIAdapter(create_app())

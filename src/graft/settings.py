@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=256)
     server: Literal["granian", "uvicorn"] = "granian"
+    granian_interface: Literal["asgi", "rsgi"] = Field(
+        "rsgi", description="How granian calls Graft: its native RSGI (graft.rsgi), or ASGI."
+    )
 
     patch_label: str = Field("graft", description="Label L in patched versions such as 2.31.0+L.1")
     os_package_prefix: str = Field("rootio-", description="Name prefix of patched OS packages")

@@ -5,13 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from graft.cli.app import app
 from graft.cli.common import JsonOpt, emit_json, fail, out, parse_duration, settings, table, when
-from graft.ecosystems.apt.signing import ArchiveKey, KeyState, install_key, load_state
+
+if TYPE_CHECKING:
+    from graft.ecosystems.apt.signing import KeyState
+
+# graft.ecosystems.apt is imported inside the commands: importing it at start-up would import
+# prometheus_client before `graft serve` sets PROMETHEUS_MULTIPROC_DIR (graft.runner).
 
 key_app = typer.Typer(
     help="Signing keys of the APT repositories: show, rotate with an overlap, import.",
@@ -59,12 +64,16 @@ def _show(state: KeyState, as_json: bool) -> None:
 @key_app.command("show")
 def show(as_json: JsonOpt = False) -> None:
     """The APT archive keys: the current one and, during an overlap, the retiring one."""
+    from graft.ecosystems.apt.signing import load_state
+
     _show(load_state(settings().keys_dir), as_json)
 
 
 @key_app.command("rotate")
 def rotate(repo: Repo, overlap: OverlapOpt = "30d", as_json: JsonOpt = False) -> None:
     """Create a new signing key; the old one keeps signing alongside it for --overlap."""
+    from graft.ecosystems.apt.signing import ArchiveKey, install_key
+
     cfg = settings()
     state = install_key(
         cfg.keys_dir, ArchiveKey.generate(), parse_duration(overlap, allow_zero=True)
@@ -80,6 +89,8 @@ def import_key(
     as_json: JsonOpt = False,
 ) -> None:
     """Sign with an existing OpenPGP key from now on; the old one overlaps for --overlap."""
+    from graft.ecosystems.apt.signing import ArchiveKey, install_key
+
     cfg = settings()
     try:
         key = ArchiveKey.from_bytes(file.read_bytes())
@@ -93,4 +104,6 @@ def import_key(
 
 def ensure_keys(keys_dir: Path) -> str:
     """The APT archive key, created if missing (by `graft init`); its fingerprint."""
+    from graft.ecosystems.apt.signing import load_state
+
     return load_state(keys_dir).current.fingerprint
