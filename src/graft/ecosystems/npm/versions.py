@@ -465,9 +465,9 @@ def max_satisfying(
     best: tuple[SemVer, str] | None = None
     for v in versions:
         parsed = parse(v, loose)
-        if parsed is not None and r.test(parsed):
-            if best is None or parsed.compare(best[0]) > 0:
-                best = (parsed, v)
+        better = best is None or (parsed is not None and parsed.compare(best[0]) > 0)
+        if parsed is not None and better and r.test(parsed):
+            best = (parsed, v)
     return best[1] if best else None
 
 
