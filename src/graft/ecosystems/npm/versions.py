@@ -442,6 +442,15 @@ def parse_range(text: str, loose: bool = False, include_prerelease: bool = False
     return Range(raw, tuple(sets), include_prerelease)
 
 
+def valid_range(text: str, loose: bool = False) -> str | None:
+    """semver.validRange: the desugared range, or None when `text` is not a range."""
+    try:
+        r = parse_range(text, loose)
+    except ValueError:
+        return None
+    return "||".join(" ".join(c.value for c in s) or "*" for s in r.sets)
+
+
 def satisfies(
     version: str, range_: str, *, loose: bool = False, include_prerelease: bool = False
 ) -> bool:
