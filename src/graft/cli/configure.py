@@ -19,6 +19,9 @@ class Client(StrEnum):
     twine = "twine"
     apt = "apt"
     apk = "apk"
+    npm = "npm"
+    pnpm = "pnpm"
+    yarn = "yarn"
 
 
 def _apk(base: str, token: str, release: str) -> str:
@@ -80,6 +83,47 @@ RUN --mount=type=secret,id=graft_token \\
 """
 
 
+def _npm(client: Client, base: str, token: str) -> str:
+    """.npmrc for npm and pnpm (and Yarn classic, which reads it); .yarnrc.yml for Yarn 2+."""
+    registry = f"{base}/npm/"
+    nerf = "//" + registry.split("://", 1)[1]  # npm keys credentials by //host/path/
+    secret = "${GRAFT_TOKEN}" if token == "$GRAFT_TOKEN" else token
+    npmrc = f"""\
+# .npmrc (in the project, or ~/.npmrc): every package through Graft
+registry={registry}
+{nerf}:_authToken={secret}
+# without it Yarn classic sends no token for unscoped packages
+{nerf}:always-auth=true
+"""
+    publish = f"""\
+# publish a private package, or a patched build (version <upstream>-graft.<N>, a prerelease,
+# so it needs a dist-tag other than latest):
+#   npm publish --tag patched
+# or, recording the advisories it fixes:
+#   graft publish npm pkg-1.2.3-graft.1.tgz --fixes CVE-2024-1234 --url {base}
+# install a patched build with an exact pin, or for a transitive dependency in package.json:
+#   "overrides": {{"pkg": "1.2.3-graft.1"}}            (npm)
+#   "pnpm": {{"overrides": {{"pkg": "1.2.3-graft.1"}}}}  (pnpm)
+#   "resolutions": {{"pkg": "1.2.3-graft.1"}}          (Yarn)
+# check the token: npm whoami --registry {registry}
+"""
+    if client is not Client.yarn:
+        return npmrc + "\n" + publish
+    host = urlsplit(base).hostname or "graft.example.com"
+    unsafe = f'unsafeHttpWhitelist:\n  - "{host}"\n' if base.startswith("http://") else ""
+    return f"""\
+# Yarn classic (1.x) reads .npmrc:
+{npmrc}
+# Yarn 2+ (Berry): .yarnrc.yml in the project
+npmRegistryServer: "{registry}"
+npmAlwaysAuth: true
+npmAuthToken: "{secret}"
+# or, as user:token instead of a bearer token:
+# npmAuthIdent: "rootio:{secret}"
+{unsafe}
+{publish}"""
+
+
 def _snippets(client: Client, base: str, token: str) -> str:
     host = urlsplit(base).hostname or "graft.example.com"
     simple = f"{base}/pypi/simple/"
@@ -136,7 +180,9 @@ password = {token}
 
 @app.command()
 def configure(
-    client: Annotated[Client, typer.Argument(help="pip, uv, poetry, twine, apt or apk.")],
+    client: Annotated[
+        Client, typer.Argument(help="pip, uv, poetry, twine, apt, apk, npm, pnpm or yarn.")
+    ],
     url: Annotated[
         str, typer.Option(help="Graft's URL as clients reach it.", envvar="GRAFT_URL")
     ] = "http://127.0.0.1:8000",
@@ -156,5 +202,8 @@ def configure(
         return
     if client is Client.apk:
         print(_apk(base, token, release), end="")
+        return
+    if client in (Client.npm, Client.pnpm, Client.yarn):
+        print(_npm(client, base, token), end="")
         return
     print(_snippets(client, base, token), end="")

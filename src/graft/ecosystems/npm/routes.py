@@ -373,6 +373,9 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             "build instead"
         )
 
+    async def unknown(request: Request) -> Response:
+        raise NotFound(f"{request.url.path} is not part of the npm registry API")
+
     def r(path: str, handler: Handler, methods: list[str], **kw: Any) -> Route:
         return Route(PREFIX + path, npm_errors(handler), methods=methods, **kw)
 
@@ -409,4 +412,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         r("/{name}", put_packument, ["PUT"], middleware=put_limit),
         r("/{name}", not_supported, ["DELETE"]),
         r("/{name}/{version}", get_version, get),
+        r("", unknown, ["GET", "HEAD", "PUT", "POST", "DELETE"]),
+        r("/", unknown, ["GET", "HEAD", "PUT", "POST", "DELETE"]),
+        r("/{rest:path}", unknown, ["GET", "HEAD", "PUT", "POST", "DELETE"]),
     ]
