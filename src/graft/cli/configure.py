@@ -92,7 +92,8 @@ def _npm(client: Client, base: str, token: str) -> str:
 # .npmrc (in the project, or ~/.npmrc): every package through Graft
 registry={registry}
 {nerf}:_authToken={secret}
-# without it Yarn classic sends no token for unscoped packages
+# without it Yarn classic sends no token for unscoped packages (npm 11 warns that it does
+# not know this key; the warning is harmless)
 {nerf}:always-auth=true
 """
     publish = f"""\
