@@ -26,7 +26,7 @@ from typing import Any
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from graft.accounts.models import Principal
 from graft.accounts.scopes import Scope
@@ -75,12 +75,17 @@ def npm_errors(handler: Handler) -> Handler:
 
 
 def public_prefix(ctx: AppContext, request: Request) -> str:
-    """Absolute URL of /npm as clients reach it: settings.public_url, else the request's."""
+    """Absolute URL of /npm as clients reach it: settings.public_url, else the request's.
+    (Inside the /npm mount, root_path already ends with /npm.)"""
     if ctx.settings.public_url:
         return ctx.settings.public_url + PREFIX
-    host = request.headers.get("host") or "localhost"
-    scheme = request.url.scheme
-    return f"{scheme}://{host}{request.scope.get('root_path', '')}{PREFIX}"
+    scope = request.scope
+    host = "localhost"
+    for key, value in scope["headers"]:
+        if key == b"host":
+            host = value.decode("latin-1")
+            break
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
 
 
 def _name(request: Request) -> PackageName:
@@ -92,11 +97,23 @@ def _name(request: Request) -> PackageName:
         raise NotFound(exc.message) from None
 
 
+_ACCEPTS: dict[str, bool] = {}
+
+
 def wants_abbreviated(accept: str | None) -> bool:
     """npm, pnpm and Yarn send `application/vnd.npm.install-v1+json; q=1.0,
     application/json; q=0.8, */*`: the abbreviated form when it is preferred."""
     if not accept or packument.ABBREVIATED not in accept:
         return False
+    known = _ACCEPTS.get(accept)
+    if known is None:
+        if len(_ACCEPTS) > 1000:  # clients send a handful of distinct headers
+            _ACCEPTS.clear()
+        known = _ACCEPTS[accept] = _prefers_abbreviated(accept)
+    return known
+
+
+def _prefers_abbreviated(accept: str) -> bool:
     best_abbrev, best_json = 0.0, 0.0
     for item in accept.split(","):
         media, _, params = item.strip().partition(";")
@@ -377,14 +394,26 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         raise NotFound(f"{request.url.path} is not part of the npm registry API")
 
     def r(path: str, handler: Handler, methods: list[str], **kw: Any) -> Route:
-        return Route(PREFIX + path, npm_errors(handler), methods=methods, **kw)
+        return Route(path, npm_errors(handler), methods=methods, **kw)
 
     publish_limit = ctx.settings.max_upload_bytes * 4 // 3 + (1 << 20)  # base64 + JSON
     put_limit = [Middleware(BodyLimitMiddleware, max_bytes=publish_limit)]
     upload_limit = [Middleware(BodyLimitMiddleware, max_bytes=ctx.settings.max_upload_bytes)]
     json_limit = [Middleware(BodyLimitMiddleware, max_bytes=MAX_JSON_BODY)]
     get = ["GET", "HEAD"]
-    return [
+    any_method = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    # One mount, so the application's router tries one pattern for all of /npm; inside it the
+    # installers' hot paths (packuments, tarballs) come first. `-` is never a package name, so
+    # the /-/ endpoints cannot be shadowed by the patterns before them.
+    inner = [
+        r("/{name}", get_packument, get),
+        r("/@{scope}/{name}", get_packument, get),
+        r("/{name}/-/{filename}", get_tarball, get),
+        r("/@{scope}/{name}/-/{filename}", get_tarball, get),
+        r("/{name}", put_packument, ["PUT"], middleware=put_limit),
+        r("/@{scope}/{name}", put_packument, ["PUT"], middleware=put_limit),
+        r("/{name}", not_supported, ["DELETE"]),
+        r("/@{scope}/{name}", not_supported, ["DELETE"]),
         r("/-/whoami", whoami, get),
         r("/-/ping", ping, get),
         r("/-/v1/search", search, get),
@@ -400,19 +429,11 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         ),
         r("/-/package/{name:path}/dist-tags/{tag}", delete_tag, ["DELETE"]),
         r("/-/graft/publish", graft_publish, ["POST"], middleware=upload_limit),
-        r("/@{scope}/{name}/-/{filename}", get_tarball, get),
-        r("/{name}/-/{filename}", get_tarball, get),
         r("/@{scope}/{name}/-rev/{rev}", not_supported, ["PUT", "DELETE"]),
         r("/{name}/-rev/{rev}", not_supported, ["PUT", "DELETE"]),
-        r("/@{scope}/{name}", get_packument, get),
-        r("/@{scope}/{name}", put_packument, ["PUT"], middleware=put_limit),
-        r("/@{scope}/{name}", not_supported, ["DELETE"]),
         r("/@{scope}/{name}/{version}", get_version, get),
-        r("/{name}", get_packument, get),
-        r("/{name}", put_packument, ["PUT"], middleware=put_limit),
-        r("/{name}", not_supported, ["DELETE"]),
         r("/{name}/{version}", get_version, get),
-        r("", unknown, ["GET", "HEAD", "PUT", "POST", "DELETE"]),
-        r("/", unknown, ["GET", "HEAD", "PUT", "POST", "DELETE"]),
-        r("/{rest:path}", unknown, ["GET", "HEAD", "PUT", "POST", "DELETE"]),
+        r("/", unknown, any_method),
+        r("/{rest:path}", unknown, any_method),
     ]
+    return [Mount(PREFIX, routes=inner), Route(PREFIX, npm_errors(unknown), methods=any_method)]
