@@ -469,3 +469,40 @@ def test_downloads_are_recorded_as_usage(npm_graft: GraftServer) -> None:
             "SELECT package, version, served FROM library_entries WHERE ecosystem = 'npm'"
         ).fetchall()
     assert ("left-pad", "1.1.0", "upstream") in rows
+
+
+def test_public_url_stale_upstream_and_private_claim(
+    tmp_path: Path, npm_upstream: NpmRegistry
+) -> None:
+    cfg = [{"ecosystem": "npm", "name": "local", "url": npm_upstream.url, "ttl_seconds": 0}]
+    srv = GraftServer(
+        tmp_path / "graft",
+        upstream=json.dumps(cfg),
+        auth_failure_limit=1000,
+        public_url="https://graft.example.com/base",
+    ).start()
+    try:
+        doc = get(srv, "/npm/left-pad").json()
+        tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        assert tarball == "https://graft.example.com/base/npm/left-pad/-/left-pad-1.0.0.tgz"
+
+        npm_upstream.down = True  # revalidation fails: the last good copy is served
+        try:
+            stale = get(srv, "/npm/left-pad")
+            assert stale.status_code == 200 and "upstream unreachable" in stale.headers["warning"]
+            assert get(srv, "/npm/never-fetched").status_code == 502
+        finally:
+            npm_upstream.down = False
+
+        tgz = make_package(tmp_path / "own", "left-pad", "9.0.0")
+        out = srv.cli(
+            "publish", "npm", str(tgz), "--private", "--url", srv.url, "--token", srv.token
+        ).stdout
+        assert "left-pad@9.0.0 (private build, dist-tags: latest)" in out
+        before = len(npm_upstream.requests)
+        mine = get(srv, "/npm/left-pad").json()
+        assert list(mine["versions"]) == ["9.0.0"] and mine["dist-tags"] == {"latest": "9.0.0"}
+        assert get(srv, "/npm/left-pad/-/left-pad-1.0.0.tgz").status_code == 404
+        assert len(npm_upstream.requests) == before  # a private name is never looked up upstream
+    finally:
+        srv.stop()

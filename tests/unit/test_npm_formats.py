@@ -223,3 +223,18 @@ def test_upstream_packument_for_another_name_is_refused() -> None:
         packument.parse_upstream(_page({"name": "evil", "versions": {}}), parse_name("left-pad"))
     with pytest.raises(UpstreamUnavailable, match="not a packument"):
         packument.parse_upstream(_page([1, 2]), parse_name("left-pad"))
+
+
+def test_service_caches_are_bounded_by_bytes() -> None:
+    from graft.ecosystems.npm.service import NpmService
+
+    service = NpmService(None, max_parsed_bytes=3000)  # type: ignore[arg-type]
+    name = parse_name("left-pad")
+    for i in range(5):
+        doc = {"name": "left-pad", "versions": {}, "readme": "x" * 1000, "n": i}
+        page = _page(doc)
+        page = Page(
+            f"http://up.example.com/p{i}", 200, page.body, "", None, None, 0.0, identity=str(i)
+        )
+        assert service._parse(page, name).meta["n"] == i
+    assert len(service._parsed) == 2 and service._parsed_bytes <= 3000

@@ -56,11 +56,25 @@ class Resolved:
 
 
 class NpmService:
-    def __init__(self, ctx: AppContext, *, max_rendered: int = 4096) -> None:
+    """`max_parsed_bytes` and `max_rendered_bytes` bound the two caches by the size of the JSON
+    they hold (a popular package's packument can be tens of MB; parsed, several times that)."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        max_rendered: int = 4096,
+        max_rendered_bytes: int = 256 << 20,
+        max_parsed_bytes: int = 128 << 20,
+    ) -> None:
         self.ctx = ctx
         self.max_rendered = max_rendered
-        self._parsed: OrderedDict[str, tuple[str, UpstreamPackument]] = OrderedDict()
+        self.max_rendered_bytes = max_rendered_bytes
+        self.max_parsed_bytes = max_parsed_bytes
+        self._parsed: OrderedDict[str, tuple[str, UpstreamPackument, int]] = OrderedDict()
+        self._parsed_bytes = 0
         self._rendered: OrderedDict[tuple[int, str, str, str], tuple[str, Rendered]] = OrderedDict()
+        self._rendered_bytes = 0
         self._urls: dict[tuple[str, str], str] = {}
 
     # -- sources --------------------------------------------------------------------------
@@ -94,11 +108,16 @@ class NpmService:
     def _parse(self, page: Page, name: PackageName) -> UpstreamPackument:
         hit = self._parsed.get(page.url)
         if hit is not None and hit[0] == page.identity:
+            self._parsed.move_to_end(page.url)
             return hit[1]
         parsed = packument.parse_upstream(page, name)
-        self._parsed[page.url] = (page.identity, parsed)
-        if len(self._parsed) > 2048:
-            self._parsed.popitem(last=False)
+        if hit is not None:
+            self._parsed_bytes -= hit[2]
+        self._parsed[page.url] = (page.identity, parsed, len(page.body))
+        self._parsed.move_to_end(page.url)
+        self._parsed_bytes += len(page.body)
+        while self._parsed_bytes > self.max_parsed_bytes and len(self._parsed) > 1:
+            self._parsed_bytes -= self._parsed.popitem(last=False)[1][2]
         return parsed
 
     async def resolve(self, org_id: int, name: PackageName) -> Resolved:
@@ -135,8 +154,14 @@ class NpmService:
         abbreviated = media == packument.ABBREVIATED
         body = packument.render(resolved.view(), prefix, abbreviated=abbreviated)
         rendered = Rendered(body, media, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        if hit is not None:
+            self._rendered_bytes -= len(hit[1].body)
         self._rendered[key] = (resolved.identity, rendered)
         self._rendered.move_to_end(key)
-        while len(self._rendered) > self.max_rendered:
-            self._rendered.popitem(last=False)
+        self._rendered_bytes += len(body)
+        while len(self._rendered) > 1 and (
+            len(self._rendered) > self.max_rendered
+            or self._rendered_bytes > self.max_rendered_bytes
+        ):
+            self._rendered_bytes -= len(self._rendered.popitem(last=False)[1][1].body)
         return rendered
