@@ -172,7 +172,11 @@ def _json(data: Any, status_code: int = 200) -> Response:
 def routes(ctx: AppContext) -> Sequence[BaseRoute]:
     service = NpmService(ctx)
 
-    def record(principal: Principal, name: PackageName, version: str, source: str) -> None:
+    def record(
+        request: Request, principal: Principal, name: PackageName, version: str, source: str
+    ) -> None:
+        if request.scope["method"] == "HEAD":  # a look, not an install
+            return
         ctx.usage.record(
             UsageEvent(
                 org_id=principal.org_id,
@@ -226,7 +230,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         for f in local:
             if f.filename == wanted:
                 response = await serve_blob(request, ctx.blobs, f.digest, media_type=TARBALL)
-                record(principal, name, f.version, f.kind)
+                record(request, principal, name, f.version, f.kind)
                 return response
         if any(f.kind == "private" for f in local):
             raise NotFound(f"{name.name}@{version} was not found")
@@ -248,7 +252,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             media_type=TARBALL,
             checks=entry.checks,
         )
-        record(principal, name, version, "upstream")
+        record(request, principal, name, version, "upstream")
         return response
 
     # -- publishing ---------------------------------------------------------------------
