@@ -64,6 +64,29 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+PATCHED = "1.1.0-graft.7"
+
+
+@pytest.fixture(scope="module")
+def patched_left_pad(npm_graft: GraftServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A patched build of an upstream package, published with `graft publish npm`."""
+    tgz = make_package(tmp_path_factory.mktemp("patched"), "left-pad", PATCHED)
+    npm_graft.cli(
+        "publish",
+        "npm",
+        str(tgz),
+        "--url",
+        npm_graft.url,
+        "--token",
+        npm_graft.token,
+        "--fixes",
+        "CVE-2024-0007",
+        "--tag",
+        "patched",
+    )
+    return PATCHED
+
+
 def test_npm_install_then_ci_from_the_lockfile(
     npm_graft: GraftServer, npm_upstream: NpmRegistry, tmp_path: Path, home: Path
 ) -> None:
@@ -178,7 +201,9 @@ def test_npm_dist_tag_whoami_ping_search(
     assert "left-pad" in [p["name"] for p in json.loads(found)]
 
 
-def test_pnpm_install_and_401(npm_graft: GraftServer, tmp_path: Path, home: Path) -> None:
+def test_pnpm_install_and_401(
+    npm_graft: GraftServer, patched_left_pad: str, tmp_path: Path, home: Path
+) -> None:
     env = js_env(home)
     proj = project(tmp_path / "app", "app", DEPS)
     (proj / ".npmrc").write_text(configure(npm_graft, "pnpm", npm_graft.token))
@@ -186,6 +211,14 @@ def test_pnpm_install_and_401(npm_graft: GraftServer, tmp_path: Path, home: Path
     assert required(proj, "@acme/util", env)["version"] == "2.0.0"
     lock = (proj / "pnpm-lock.yaml").read_text()
     assert "left-pad@1.1.0" in lock and "integrity: sha512-" in lock
+    assert required(proj, "is-thing", env)["version"] == "3.2.1"
+
+    # pnpm.overrides moves the transitive dependency to the patched build
+    over = project(tmp_path / "over", "over", {"is-thing": "^3.0.0"})
+    (over / "pnpm-workspace.yaml").write_text(f"overrides:\n  left-pad: {patched_left_pad}\n")
+    (over / ".npmrc").write_text(configure(npm_graft, "pnpm", npm_graft.token))
+    run([*pnpm(home), "install"], env, over)
+    assert f"left-pad@{patched_left_pad}" in (over / "pnpm-lock.yaml").read_text()
 
     bad = project(tmp_path / "bad", "bad", {"left-pad": "^1.0.0"})
     (bad / ".npmrc").write_text(configure(npm_graft, "pnpm", "graft_" + "B" * 49))
@@ -195,7 +228,9 @@ def test_pnpm_install_and_401(npm_graft: GraftServer, tmp_path: Path, home: Path
     assert "ERR_PNPM_FETCH_401" in proc.stdout + proc.stderr
 
 
-def test_yarn_classic_install_and_401(npm_graft: GraftServer, tmp_path: Path, home: Path) -> None:
+def test_yarn_classic_install_and_401(
+    npm_graft: GraftServer, patched_left_pad: str, tmp_path: Path, home: Path
+) -> None:
     env = js_env(home)
     proj = project(tmp_path / "app", "app", DEPS)
     (proj / ".npmrc").write_text(configure(npm_graft, "npm", npm_graft.token))
@@ -203,6 +238,17 @@ def test_yarn_classic_install_and_401(npm_graft: GraftServer, tmp_path: Path, ho
     assert installed_version(proj, "left-pad") == "1.1.0"
     lock = (proj / "yarn.lock").read_text()
     assert f'resolved "{npm_graft.url}/npm/left-pad/-/left-pad-1.1.0.tgz' in lock
+
+    # resolutions move the transitive dependency to the patched build
+    over = project(
+        tmp_path / "over",
+        "over",
+        {"is-thing": "^3.0.0"},
+        resolutions={"left-pad": patched_left_pad},
+    )
+    (over / ".npmrc").write_text(configure(npm_graft, "npm", npm_graft.token))
+    run([*client("yarn-classic"), "install", "--non-interactive"], env, over)
+    assert installed_version(over, "left-pad") == patched_left_pad
 
     bad = project(tmp_path / "bad", "bad", {"left-pad": "^1.0.0"})
     (bad / ".npmrc").write_text(configure(npm_graft, "npm", "graft_" + "C" * 49))
@@ -216,7 +262,9 @@ def test_yarn_classic_install_and_401(npm_graft: GraftServer, tmp_path: Path, ho
     assert "/npm/left-pad: invalid, expired or revoked token" in proc.stderr
 
 
-def test_yarn_berry_install_and_401(npm_graft: GraftServer, tmp_path: Path, home: Path) -> None:
+def test_yarn_berry_install_and_401(
+    npm_graft: GraftServer, patched_left_pad: str, tmp_path: Path, home: Path
+) -> None:
     env = js_env(home)
     proj = project(tmp_path / "app", "app", DEPS)
     (proj / ".yarnrc.yml").write_text(berry_config(npm_graft, npm_graft.token))
@@ -227,6 +275,23 @@ def test_yarn_berry_install_and_401(npm_graft: GraftServer, tmp_path: Path, home
     assert "left-pad@npm:1.1.0" in (proj / "yarn.lock").read_text()
     whoami = run([*client("yarn-berry"), "npm", "whoami"], env, proj).stdout
     assert "admin" in whoami
+
+    over = project(
+        tmp_path / "over",
+        "over",
+        {"is-thing": "^3.0.0"},
+        resolutions={"left-pad": patched_left_pad},
+    )
+    config = berry_config(npm_graft, npm_graft.token)
+    (over / ".yarnrc.yml").write_text(config)
+    (over / "yarn.lock").touch()
+    # Yarn 4 quarantines versions younger than a day, as `graft configure yarn` explains
+    held = run([*client("yarn-berry"), "install"], env, over, ok=False)
+    assert held.returncode != 0 and "quarantined" in held.stdout
+    approved = f'npmPreapprovedPackages: ["left-pad@{patched_left_pad}"]\n'
+    (over / ".yarnrc.yml").write_text(config + approved)
+    run([*client("yarn-berry"), "install"], env, over)
+    assert required(over, "left-pad", env)["version"] == patched_left_pad
 
     bad = project(tmp_path / "bad", "bad", {"left-pad": "^1.0.0"})
     (bad / ".yarnrc.yml").write_text(berry_config(npm_graft, "graft_" + "D" * 49))

@@ -103,9 +103,10 @@ registry={registry}
 # or, recording the advisories it fixes:
 #   graft publish npm pkg-1.2.3-graft.1.tgz --fixes CVE-2024-1234 --url {base}
 # install a patched build with an exact pin, or for a transitive dependency in package.json:
-#   "overrides": {{"pkg": "1.2.3-graft.1"}}            (npm)
-#   "pnpm": {{"overrides": {{"pkg": "1.2.3-graft.1"}}}}  (pnpm)
-#   "resolutions": {{"pkg": "1.2.3-graft.1"}}          (Yarn)
+#   "overrides": {{"pkg": "1.2.3-graft.1"}}            (npm, package.json)
+#   overrides:                                      (pnpm 10+, pnpm-workspace.yaml)
+#     pkg: 1.2.3-graft.1
+#   "resolutions": {{"pkg": "1.2.3-graft.1"}}          (Yarn, package.json)
 # check the token: npm whoami --registry {registry}
 """
     if client is not Client.yarn:
@@ -121,6 +122,10 @@ npmAlwaysAuth: true
 npmAuthToken: "{secret}"
 # or, as user:token instead of a bearer token:
 # npmAuthIdent: "rootio:{secret}"
+# Yarn 4 holds back versions published less than a day ago (npmMinimalAgeGate), and so your
+# organization's new patched builds and private packages; let them through by name or
+# exact version:
+# npmPreapprovedPackages: ["@your-scope/*", "pkg@1.2.3-graft.1"]
 {unsafe}
 {publish}"""
 
