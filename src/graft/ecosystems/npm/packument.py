@@ -75,9 +75,17 @@ class UpstreamPackument:
     time: Mapping[str, str]
 
 
-def parse_upstream(page: Page, name: PackageName) -> UpstreamPackument:
+_EMPTY: Mapping[str, Any] = {}
+
+
+def parse_upstream(page: Page, name: PackageName, *, documents: bool = True) -> UpstreamPackument:
     """An upstream packument; raises UpstreamUnavailable when it is not one for `name`.
-    Versions that are not valid semver or have no tarball are left out, as npm ignores them."""
+    Versions that are not valid semver or have no tarball are left out, as npm ignores them.
+
+    `documents=False` keeps only what tarball downloads need (URLs and digests), not the
+    version documents and top-level fields: that form is what stays cached, because a big
+    packument parsed into Python objects costs many times its size in memory and makes every
+    full garbage collection walk it."""
     try:
         doc = json.loads(page.body)
     except ValueError:
@@ -97,7 +105,7 @@ def parse_upstream(page: Page, name: PackageName) -> UpstreamPackument:
             continue
         entries[version] = VersionEntry(
             version=version,
-            doc=vdoc,
+            doc=vdoc if documents else _EMPTY,
             source="upstream",
             upstream_url=urljoin(page.url, dist["tarball"]),
             checks=parse_integrity(dist.get("integrity"), dist.get("shasum")),
@@ -106,7 +114,7 @@ def parse_upstream(page: Page, name: PackageName) -> UpstreamPackument:
     time = doc.get("time")
     return UpstreamPackument(
         name=name.name,
-        meta={k: v for k, v in doc.items() if k not in _DROPPED},
+        meta={k: v for k, v in doc.items() if k not in _DROPPED} if documents else _EMPTY,
         versions=entries,
         dist_tags={k: v for k, v in tags.items() if isinstance(v, str) and v in entries}
         if isinstance(tags, dict)

@@ -4,7 +4,9 @@ patched builds and private versions, plus its dist-tags.
 Composed of small sources, each cached in memory, so that a warm packument or tarball request
 costs no database query and no upstream request:
 - the organization's catalog files and tags (graft.catalog, per package),
-- the upstream packument (graft.upstream.pages, per URL), parsed once per page identity,
+- the upstream packument (graft.upstream.pages, per URL), parsed once per page identity into
+  what downloads need (tarball URLs and digests); the full documents are parsed again only
+  when a rendering is made,
 - the rendered packument per (organization, package, form, URL prefix), keyed by the
   identities of the above, with its ETag.
 
@@ -43,16 +45,16 @@ class Rendered:
 @dataclass(frozen=True, slots=True)
 class Resolved:
     name: PackageName
-    upstream: tuple[UpstreamConfig, UpstreamPackument] | None
+    upstream: tuple[UpstreamConfig, Page] | None
     local: tuple[CatalogFile, ...]
     tags: dict[str, str]
     identity: str
     stale: bool
 
     def view(self) -> View:
-        return packument.merge(
-            self.name, self.upstream[1] if self.upstream else None, self.local, self.tags
-        )
+        """The merged packument, with full documents (parses the upstream page again)."""
+        full = packument.parse_upstream(self.upstream[1], self.name) if self.upstream else None
+        return packument.merge(self.name, full, self.local, self.tags)
 
 
 class NpmService:
@@ -110,7 +112,7 @@ class NpmService:
         if hit is not None and hit[0] == page.identity:
             self._parsed.move_to_end(page.url)
             return hit[1]
-        parsed = packument.parse_upstream(page, name)
+        parsed = packument.parse_upstream(page, name, documents=False)
         if hit is not None:
             self._parsed_bytes -= hit[2]
         self._parsed[page.url] = (page.identity, parsed, len(page.body))
@@ -141,7 +143,7 @@ class NpmService:
             identity += "|" + ",".join(str(f.id) for f in local)
         if tags:
             identity += "|" + ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
-        upstream = (found[0], found[2]) if found else None
+        upstream = (found[0], found[1]) if found else None
         return Resolved(name, upstream, local, tags, identity, stale)
 
     # -- rendering ------------------------------------------------------------------------
