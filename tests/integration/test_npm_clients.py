@@ -199,6 +199,8 @@ def test_npm_dist_tag_whoami_ping_search(
     assert "old:" not in run([*npm, "dist-tag", "ls", "left-pad"], env, tmp_path).stdout
     found = run([*npm, "search", "--json", "left"], env, tmp_path).stdout
     assert "left-pad" in [p["name"] for p in json.loads(found)]
+    login = run([*npm, "login"], env, tmp_path, ok=False)  # no prompt: a clear refusal
+    assert login.returncode != 0 and "graft configure npm" in login.stderr
 
 
 def test_pnpm_install_and_401(

@@ -394,6 +394,17 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             "build instead"
         )
 
+    async def login(request: Request) -> Response:
+        # 501, not 4xx: npm answers a 4xx here by falling back to prompting for a password.
+        return JSONResponse(
+            {
+                "error": "Graft does not log in with a user name and password: put a token in "
+                ".npmrc (`graft configure npm` prints the lines; `graft token create` makes a "
+                "token)"
+            },
+            status_code=501,
+        )
+
     async def unknown(request: Request) -> Response:
         raise NotFound(f"{request.url.path} is not part of the npm registry API")
 
@@ -433,6 +444,8 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         ),
         r("/-/package/{name:path}/dist-tags/{tag}", delete_tag, ["DELETE"]),
         r("/-/graft/publish", graft_publish, ["POST"], middleware=upload_limit),
+        r("/-/v1/login", login, ["POST"]),
+        r("/-/user/{rest:path}", login, ["PUT", "POST", "GET"]),
         r("/@{scope}/{name}/-rev/{rev}", not_supported, ["PUT", "DELETE"]),
         r("/{name}/-rev/{rev}", not_supported, ["PUT", "DELETE"]),
         r("/@{scope}/{name}/{version}", get_version, get),

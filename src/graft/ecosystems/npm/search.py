@@ -49,6 +49,20 @@ def _local_object(name: str, files: list[CatalogFile]) -> dict[str, Any]:
     }
 
 
+def _complete(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    """An upstream search result with the fields npm's output reads (it fails on a missing
+    `maintainers` or `keywords` list), whatever the upstream left out."""
+    pkg = dict(obj["package"])
+    pkg.setdefault("scope", name[1:].split("/", 1)[0] if name.startswith("@") else "unscoped")
+    pkg.setdefault("description", "")
+    pkg.setdefault("links", {})
+    for key in ("keywords", "maintainers"):
+        if not isinstance(pkg.get(key), list):
+            pkg[key] = []
+    score = obj.get("score") or {"final": 0.0, "detail": {}}
+    return {**obj, "package": pkg, "score": score, "searchScore": obj.get("searchScore", 0.0)}
+
+
 def _matches(text: str, name: str, files: list[CatalogFile]) -> bool:
     if not text:
         return True
@@ -94,7 +108,7 @@ async def search(ctx: AppContext, principal: Principal, query: Mapping[str, str]
                 if not isinstance(name, str) or name in private or name in seen:
                     continue
                 if wanted > 0:
-                    objects.append(obj)
+                    objects.append(_complete(obj, name))
                     wanted -= 1
             upstream_total = found.get("total")
             total += upstream_total if isinstance(upstream_total, int) else len(extra)
