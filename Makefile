@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite drives as real clients (installed only when missing).
-TEST_APT_PACKAGES ?= curl ca-certificates gpgv gnupg dpkg apt apt-utils
+TEST_APT_PACKAGES ?= curl ca-certificates gpgv gnupg dpkg apt apt-utils nodejs
 # container images (tests/integration/test_oci_skopeo.py): skopeo, and CNCF distribution as upstream
 TEST_APT_PACKAGES += skopeo docker-registry
+# JavaScript clients the npm tests drive (and node-semver, the reference for the version
+# rules), pinned, installed from the npm registry into the git-ignored .npm-clients/.
+NPM_CLIENTS ?= npm@11.19.1 pnpm@12.21.0 yarn@1.22.22 @yarnpkg/cli-dist@4.18.1 semver@7.8.5
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-test system-deps lint pytest clean
+.PHONY: run test install install-test system-deps npm-clients lint pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,16 +36,25 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+npm-clients: system-deps
+	@stamp=.npm-clients/.installed; want="$(NPM_CLIENTS)"; \
+	if [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
+	  echo "installing npm clients: $$want"; \
+	  mkdir -p .npm-clients && echo '{"private": true}' > .npm-clients/package.json && \
+	  npm install --prefix .npm-clients --no-save --no-audit --no-fund --no-package-lock \
+	    --ignore-scripts --loglevel=error $$want && echo "$$want" > $$stamp; \
+	fi
+
 lint: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-pytest: install-test system-deps
+pytest: install-test system-deps npm-clients
 	$(BIN)/python -m pytest -q
 
 ## Install everything the tests need, then lint, type-check and run the whole suite.
 test: lint pytest
 
 clean:
-	rm -rf $(VENV) graft-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) graft-data .pytest_cache .mypy_cache .ruff_cache .npm-clients

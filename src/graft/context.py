@@ -93,6 +93,7 @@ class AppContext:
                 http,
                 buffer_bytes=settings.upstream_buffer_bytes,
                 max_bytes=settings.max_upload_bytes,
+                db=db,
             ),
             catalog=CatalogService(db),
             accounts=accounts,

@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from graft.db import Database
-from graft.db.models import CatalogArtifact
+from graft.db.models import CatalogArtifact, CatalogTag
 from graft.errors import Conflict, InvalidInput
 from graft.singleflight import SingleFlight
 
@@ -83,6 +84,8 @@ class CatalogService:
         self.cache_seconds = cache_seconds
         self._cache: dict[_Key, tuple[float, tuple[CatalogFile, ...]]] = {}
         self._flights: SingleFlight[tuple[CatalogFile, ...]] = SingleFlight()
+        self._tags: dict[_Key, tuple[float, dict[str, str]]] = {}
+        self._tag_flights: SingleFlight[dict[str, str]] = SingleFlight()
 
     async def files(self, org_id: int, ecosystem: str, package: str) -> tuple[CatalogFile, ...]:
         key = (org_id, ecosystem, package)
@@ -170,3 +173,62 @@ class CatalogService:
         self._cache.pop((org_id, ecosystem, package), None)
         self._cache.pop((org_id, ecosystem, "*"), None)
         return view
+
+    # -- tags (npm dist-tags): tag -> version, per (organization, ecosystem, package) ----------
+    async def tags(self, org_id: int, ecosystem: str, package: str) -> dict[str, str]:
+        """The organization's tags for a package (cached like `files`; do not mutate)."""
+        key = (org_id, ecosystem, package)
+        hit = self._tags.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1]
+        return await self._tag_flights.do(key, lambda: self._load_tags(key))
+
+    async def _load_tags(self, key: _Key) -> dict[str, str]:
+        org_id, ecosystem, package = key
+        async with self.db.session() as s:
+            rows = await s.execute(
+                select(CatalogTag.tag, CatalogTag.version).where(
+                    CatalogTag.org_id == org_id,
+                    CatalogTag.ecosystem == ecosystem,
+                    CatalogTag.package == package,
+                )
+            )
+            found = {tag: version for tag, version in rows}
+        self._tags[key] = (time.monotonic(), found)
+        if len(self._tags) > 50_000:
+            self._tags.clear()
+        return found
+
+    async def set_tag(
+        self, org_id: int, ecosystem: str, package: str, tag: str, version: str
+    ) -> None:
+        values = {
+            "org_id": org_id,
+            "ecosystem": ecosystem,
+            "package": package,
+            "tag": tag,
+            "version": version,
+            "updated_at": dt.datetime.now(dt.UTC),
+        }
+        ins = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        stmt = ins(CatalogTag).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["org_id", "ecosystem", "package", "tag"],
+            set_={"version": version, "updated_at": values["updated_at"]},
+        )
+        async with self.db.session() as s:
+            await s.execute(stmt)
+        self._tags.pop((org_id, ecosystem, package), None)
+
+    async def remove_tag(self, org_id: int, ecosystem: str, package: str, tag: str) -> bool:
+        async with self.db.session() as s:
+            result = await s.execute(
+                delete(CatalogTag).where(
+                    CatalogTag.org_id == org_id,
+                    CatalogTag.ecosystem == ecosystem,
+                    CatalogTag.package == package,
+                    CatalogTag.tag == tag,
+                )
+            )
+        self._tags.pop((org_id, ecosystem, package), None)
+        return bool(getattr(result, "rowcount", 0))

@@ -22,6 +22,9 @@ class Client(StrEnum):
     docker = "docker"
     containerd = "containerd"
     kubernetes = "kubernetes"
+    npm = "npm"
+    pnpm = "pnpm"
+    yarn = "yarn"
 
 
 def _apk(base: str, token: str, release: str) -> str:
@@ -138,6 +141,53 @@ kubectl create secret docker-registry graft \\
 """
 
 
+def _npm(client: Client, base: str, token: str) -> str:
+    """.npmrc for npm and pnpm (and Yarn classic, which reads it); .yarnrc.yml for Yarn 2+."""
+    registry = f"{base}/npm/"
+    nerf = "//" + registry.split("://", 1)[1]  # npm keys credentials by //host/path/
+    secret = "${GRAFT_TOKEN}" if token == "$GRAFT_TOKEN" else token
+    npmrc = f"""\
+# .npmrc (in the project, or ~/.npmrc): every package through Graft
+registry={registry}
+{nerf}:_authToken={secret}
+# without it Yarn classic sends no token for unscoped packages (npm 11 warns that it does
+# not know this key; the warning is harmless)
+{nerf}:always-auth=true
+"""
+    publish = f"""\
+# publish a private package, or a patched build (version <upstream>-graft.<N>, a prerelease,
+# so it needs a dist-tag other than latest):
+#   npm publish --tag patched
+# or, recording the advisories it fixes:
+#   graft publish npm pkg-1.2.3-graft.1.tgz --fixes CVE-2024-1234 --url {base}
+# install a patched build with an exact pin, or for a transitive dependency in package.json:
+#   "overrides": {{"pkg": "1.2.3-graft.1"}}            (npm, package.json)
+#   overrides:                                      (pnpm 10+, pnpm-workspace.yaml)
+#     pkg: 1.2.3-graft.1
+#   "resolutions": {{"pkg": "1.2.3-graft.1"}}          (Yarn, package.json)
+# check the token: npm whoami --registry {registry}
+"""
+    if client is not Client.yarn:
+        return npmrc + "\n" + publish
+    host = urlsplit(base).hostname or "graft.example.com"
+    unsafe = f'unsafeHttpWhitelist:\n  - "{host}"\n' if base.startswith("http://") else ""
+    return f"""\
+# Yarn classic (1.x) reads .npmrc:
+{npmrc}
+# Yarn 2+ (Berry): .yarnrc.yml in the project
+npmRegistryServer: "{registry}"
+npmAlwaysAuth: true
+npmAuthToken: "{secret}"
+# or, as user:token instead of a bearer token:
+# npmAuthIdent: "rootio:{secret}"
+# Yarn 4 holds back versions published less than a day ago (npmMinimalAgeGate), and so your
+# organization's new patched builds and private packages; let them through by name or
+# exact version:
+# npmPreapprovedPackages: ["@your-scope/*", "pkg@1.2.3-graft.1"]
+{unsafe}
+{publish}"""
+
+
 def _snippets(client: Client, base: str, token: str) -> str:
     host = urlsplit(base).hostname or "graft.example.com"
     simple = f"{base}/pypi/simple/"
@@ -196,7 +246,10 @@ password = {token}
 def configure(
     client: Annotated[
         Client,
-        typer.Argument(help="pip, uv, poetry, twine, apt, apk, docker, containerd or kubernetes."),
+        typer.Argument(
+            help="pip, uv, poetry, twine, apt, apk, docker, containerd, kubernetes, npm, pnpm "
+            "or yarn."
+        ),
     ],
     url: Annotated[
         str, typer.Option(help="Graft's URL as clients reach it.", envvar="GRAFT_URL")
@@ -223,5 +276,8 @@ def configure(
         return
     if client in (Client.docker, Client.containerd, Client.kubernetes):
         print(_registry(client, base, token, image), end="")
+        return
+    if client in (Client.npm, Client.pnpm, Client.yarn):
+        print(_npm(client, base, token), end="")
         return
     print(_snippets(client, base, token), end="")

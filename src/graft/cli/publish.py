@@ -205,3 +205,41 @@ def _upload_all(
                 )
     if failures:
         raise typer.Exit(1)
+
+
+@publish_app.command("npm")
+def npm(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="npm tarballs (.tgz, e.g. from npm pack).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    fixes: FixesOpt = None,
+    allow_missing_upstream: AllowMissingOpt = False,
+    private: Annotated[
+        bool,
+        typer.Option(
+            help="Publish as this organization's private package even though "
+            "the name exists upstream (it is then never taken from upstream)."
+        ),
+    ] = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="dist-tag to point at the published version (repeatable)."),
+    ] = None,
+) -> None:
+    """Upload to /npm/. A patched build's version is <upstream>-<label>.<N> (a prerelease:
+    installed by an exact pin or an override, never by an ordinary range)."""
+    data: dict[str, str | list[str]] = {"fixes": list(fixes or []), "tag": list(tag or [])}
+    if allow_missing_upstream:
+        data["allow_missing_upstream"] = "1"
+    if private:
+        data["private"] = "1"
+    endpoint = f"{url.rstrip('/')}/npm/-/graft/publish"
+    _upload_all(endpoint, ("rootio", token), files, "file", lambda _path: data)

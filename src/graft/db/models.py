@@ -295,3 +295,33 @@ class OciGcCandidate(Base):
 
     digest: Mapped[str] = mapped_column(String(140), primary_key=True)
     marked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CatalogTag(Base):
+    """A named pointer to one of a package's versions, set by the organization (npm dist-tags
+    such as `latest` or `next`). Per (organization, ecosystem, package, tag)."""
+
+    __tablename__ = "catalog_tags"
+    __table_args__ = (
+        UniqueConstraint("org_id", "ecosystem", "package", "tag", name="uq_catalog_tag"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    package: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UpstreamArtifact(Base):
+    """An upstream file verified by a digest other than sha256 (npm's sha512 `integrity`):
+    which blob holds it, so that it is pulled through once, not once per process."""
+
+    __tablename__ = "upstream_artifacts"
+
+    alias: Mapped[str] = mapped_column(String(160), primary_key=True)  # e.g. sha512:<hex>
+    digest: Mapped[str] = mapped_column(String(80))  # the blob, sha256:<hex>
+    size: Mapped[int] = mapped_column(BigInteger)
+    fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "graft.ecosystems.apt",
     "graft.ecosystems.apk",
     "graft.ecosystems.oci",
+    "graft.ecosystems.npm",
 )
 
 

@@ -10,23 +10,34 @@ store while hashing, and commits only if the digest matches the one the index pr
   transfer, never a complete wrong file) and later requests get the `502` for a while.
 - Concurrent requests for the same file wait for that one download, then get the stored blob.
 - A download continues when the first client disconnects, so waiting clients still get it.
+- An index that promises other digests than sha256 (npm's sha512 `integrity` and sha1
+  `shasum`) passes them as `checks`: all are computed while the file streams and must match
+  before the blob is committed. The blob is then found again through an alias (the strongest
+  of those digests, e.g. `sha512:<hex>`), kept in memory and in `upstream_artifacts`, so a
+  file is pulled through once, not once per process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from graft.blobs import BlobStore, DigestMismatch
+from graft.db import Database
+from graft.db.models import UpstreamArtifact
 from graft.errors import GraftError, NotFound
 from graft.files import CACHE_CONTROL, etag_for, serve_blob
 from graft.upstream.config import UpstreamConfig
@@ -35,6 +46,8 @@ from graft.upstream.pages import UpstreamUnavailable
 log = logging.getLogger("graft.upstream")
 
 _END = None  # queue sentinel: the download has finished (check `done` for how)
+# Strongest first: the alias of a file verified by several digests is its strongest one.
+CHECK_ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
 
 
 class UpstreamMismatch(GraftError):
@@ -50,12 +63,73 @@ class _Download:
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(maxsize=256))
     listening: bool = True
     content_length: int | None = None
+    checks: Mapping[str, str] = field(default_factory=dict)  # algorithm -> expected hex
+    alias: str | None = None
 
     def detach(self) -> None:
         """The streaming client left: stop feeding it, never block the download on it."""
         self.listening = False
         while not self.queue.empty():
             self.queue.get_nowait()
+
+
+def alias_of(checks: Mapping[str, str]) -> str | None:
+    """`sha512:<hex>` for {"sha512": hex, "sha1": hex}: the key a verified file is found by."""
+    for algorithm in CHECK_ALGORITHMS:
+        if checks.get(algorithm):
+            return f"{algorithm}:{checks[algorithm].lower()}"
+    return None
+
+
+class VerifiedAliases:
+    """alias (e.g. `sha512:<hex>`) -> blob digest of files verified on pull-through.
+
+    In memory, backed by the `upstream_artifacts` table (read on a miss, written once per
+    file), so a warm lookup costs no query and a new process finds what others fetched."""
+
+    def __init__(self, db: Database | None, *, max_entries: int = 200_000) -> None:
+        self.db = db
+        self.max_entries = max_entries
+        self._known: dict[str, str] = {}
+
+    def cached(self, alias: str) -> str | None:
+        return self._known.get(alias)
+
+    async def get(self, alias: str) -> str | None:
+        found = self._known.get(alias)
+        if found is not None or self.db is None:
+            return found
+        async with self.db.session() as s:
+            found = await s.scalar(
+                select(UpstreamArtifact.digest).where(UpstreamArtifact.alias == alias)
+            )
+        if found is not None:
+            self._remember(alias, found)
+        return found
+
+    async def add(self, alias: str, digest: str, size: int) -> None:
+        self._remember(alias, digest)
+        if self.db is None:
+            return
+        values = {
+            "alias": alias,
+            "digest": digest,
+            "size": size,
+            "fetched_at": dt.datetime.now(dt.UTC),
+        }
+        ins = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        stmt = ins(UpstreamArtifact).values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=["alias"], set_=values)
+        try:
+            async with self.db.session() as s:
+                await s.execute(stmt)
+        except Exception:  # the file is verified and stored; only the shortcut is lost
+            log.exception("could not record %s -> %s", alias, digest)
+
+    def _remember(self, alias: str, digest: str) -> None:
+        if len(self._known) >= self.max_entries:
+            self._known.clear()
+        self._known[alias] = digest
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -72,8 +146,10 @@ class ArtifactFetcher:
         buffer_bytes: int = 8 << 20,
         max_bytes: int | None = None,
         failure_ttl: float = 60.0,
+        db: Database | None = None,
     ) -> None:
         self.blobs = blobs
+        self.aliases = VerifiedAliases(db)
         self.client = client
         self.buffer_bytes = buffer_bytes
         self.max_bytes = max_bytes
@@ -91,8 +167,17 @@ class ArtifactFetcher:
         expected: str | None,
         *,
         media_type: str = "application/octet-stream",
+        checks: Mapping[str, str] | None = None,
     ) -> Response:
-        """A response for `url`, from the blob store if held, else pulled through."""
+        """A response for `url`, from the blob store if held, else pulled through.
+
+        `expected` is the sha256 blob digest the index promises; `checks` are other digests
+        it promises (algorithm -> hex, e.g. npm's sha512 and sha1), all verified."""
+        alias = alias_of(checks) if checks else None
+        if expected is None and alias is not None:
+            expected = await self.aliases.get(alias)
+            if expected is not None and not await self.blobs.exists(expected):
+                expected = None
         if expected is not None:
             local = self.blobs.local_file(expected)
             if local is not None or await self.blobs.exists(expected):
@@ -108,11 +193,19 @@ class ArtifactFetcher:
         if dl is not None:  # join the running download
             digest = await asyncio.shield(dl.done)
             return await serve_blob(request, self.blobs, digest, media_type=media_type)
-        dl = self._start(upstream, url, expected)
+        dl = self._start(upstream, url, expected, dict(checks or {}), alias)
         return await self._first_response(request, dl, media_type)
 
-    def _start(self, upstream: UpstreamConfig, url: str, expected: str | None) -> _Download:
+    def _start(
+        self,
+        upstream: UpstreamConfig,
+        url: str,
+        expected: str | None,
+        checks: dict[str, str] | None = None,
+        alias: str | None = None,
+    ) -> _Download:
         dl = _Download(url, expected, asyncio.get_running_loop().create_future())
+        dl.checks, dl.alias = checks or {}, alias
         self._downloads[url] = dl
         headers = {"Accept-Encoding": "identity"}
         if same_origin(url, upstream.url):  # never hand upstream credentials to another host
@@ -156,19 +249,32 @@ class ArtifactFetcher:
                 )
             if "content-length" in r.headers and r.headers["content-length"].isdigit():
                 dl.content_length = int(r.headers["content-length"])
+            hashers = {algorithm: hashlib.new(algorithm) for algorithm in dl.checks}
             async with self.blobs.writer(max_size=self.max_bytes) as writer:
                 async for chunk in r.aiter_bytes():
                     await writer.write(chunk)
+                    for h in hashers.values():
+                        h.update(chunk)
                     if dl.listening:
                         await dl.queue.put(chunk)
-                return await writer.commit(dl.expected)
+                for algorithm, h in hashers.items():  # before commit: a mismatch stores nothing
+                    if h.hexdigest() != dl.checks[algorithm].lower():
+                        raise DigestMismatch(
+                            f"{algorithm}:{dl.checks[algorithm].lower()}",
+                            f"{algorithm}:{h.hexdigest()}",
+                        )
+                size = writer.size
+                digest = await writer.commit(dl.expected)
+        if dl.alias is not None:
+            await self.aliases.add(dl.alias, digest, size)
+        return digest
 
     def _as_error(self, upstream: UpstreamConfig, dl: _Download, exc: BaseException) -> GraftError:
         if isinstance(exc, GraftError):
             return exc
         if isinstance(exc, DigestMismatch):
             log.error(
-                "upstream %s served %s with sha256 %s, expected %s; not cached",
+                "upstream %s served %s with digest %s, expected %s; not cached",
                 upstream.name,
                 dl.url,
                 exc.actual,
