@@ -201,13 +201,33 @@ def build_dataset(root: Path, big_bytes: int) -> Dataset:
     simple.mkdir(parents=True)
     links = "".join(f'<a href="{p}/">{p}</a><br/>\n' for p in sorted(projects))
     (simple / "index.html").write_text(_html("Simple index", links))
+    # PEP 658/714 in the static tree too: Graft announces each wheel's core metadata, and pip
+    # then fetches `<wheel>.metadata` before the wheel; the static index must offer the same
+    # or the comparison counts a request per package that only Graft serves.
+    meta = {n: _write_core_metadata(files, n) for n in sha if n.endswith(".whl")}
     for project, names in projects.items():
         (simple / project).mkdir()
         links = "".join(
-            f'<a href="../../files/{n}#sha256={sha[n]}">{n}</a><br/>\n' for n in sorted(names)
+            f'<a href="../../files/{n}#sha256={sha[n]}"'
+            + (
+                f' data-core-metadata="sha256={meta[n]}" data-dist-info-metadata="sha256={meta[n]}"'
+                if n in meta
+                else ""
+            )
+            + f">{n}</a><br/>\n"
+            for n in sorted(names)
         )
         (simple / project / "index.html").write_text(_html(f"Links for {project}", links))
     return Dataset(root=root, sha256=sha, projects=projects, big=big)
+
+
+def _write_core_metadata(files: Path, wheel: str) -> str:
+    """`files/<wheel>.metadata` (the wheel's METADATA, PEP 658); its sha256."""
+    with zipfile.ZipFile(files / wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        data = zf.read(name)
+    (files / f"{wheel}.metadata").write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _html(title: str, body: str) -> str:
@@ -1279,7 +1299,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
         except (PeerUnavailable, OSError, subprocess.SubprocessError, httpx.HTTPError) as exc:
             print(f"   {peer} skipped: {exc}", file=sys.stderr)
             skipped[peer] = str(exc)
-    upstream = [{"ecosystem": "pypi", "name": "up", "url": f"{nginx.base_url}/simple/"}]
+    # a long TTL: the measured runs must not revalidate pages cached at warm-up (600 s default)
+    upstream = [
+        {"ecosystem": "pypi", "name": "up", "url": f"{nginx.base_url}/simple/", "ttl_seconds": 7200}
+    ]
     grafts: list[Target] = []
     pip_indexes: dict[str, str] = {"nginx": f"{nginx.base_url}/simple/"}
     blob_variants = {"off": [False], "on": [True], "both": [False, True]}[args.blob_server]
