@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite drives as real clients (installed only when missing).
 TEST_APT_PACKAGES ?= curl ca-certificates gpgv gnupg dpkg apt apt-utils nodejs
+# Maven tests: mvn and a JDK (javac builds the test jars). Their build plugins come from the
+# machine image's ~/.m2/repository (README, "Maven tests"): no Maven Central here.
+TEST_APT_PACKAGES += maven openjdk-17-jdk-headless
 # container images (tests/integration/test_oci_skopeo.py): skopeo, and CNCF distribution as upstream
 TEST_APT_PACKAGES += skopeo docker-registry
 # JavaScript clients the npm tests drive (and node-semver, the reference for the version

@@ -1333,7 +1333,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
             print(f"   {t.name}: first download {first[t.name]:.2f} s", file=sys.stderr)
             assert t.file_url is not None
             hop = client.get(t.file_url, headers=t.headers)
-            if hop.status_code == 307:  # Graft with the blob server
+            if hop.status_code == 302:  # Graft with the blob server
                 t.direct_url = hop.headers["location"]
     nginx_log = AccessLog(workdir / "nginx-access.log")
     meta = machine_info() | {"peer_versions": versions(peer_bins)}

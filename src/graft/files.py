@@ -15,6 +15,7 @@ which cost more than the rest of a small download together.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
 import re
@@ -200,7 +201,8 @@ async def serve_blob(
             digest, local.size, media_type, scheme=scope.get("scheme", "http"), host=host
         )
         if url:  # the blob server sends it with sendfile; the client resends its Range there
-            return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, *headers[:1]], 307)
+            # 302, not 307: apk 2.14 follows only 301/302/303 (for a GET they mean the same)
+            return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, *headers[:1]], 302)
     headers.append((b"content-type", media_type.encode()))
     wanted = _byte_range(_header(scope, b"range"), local.size)
     if_range = _header(scope, b"if-range")
@@ -240,13 +242,35 @@ async def _serve_remote(
     return StreamingResponse(blobs.open(digest), media_type=media_type, headers=headers)
 
 
-def bytes_response(request: Request, data: bytes, media_type: str, *, immutable: bool) -> Response:
-    """In-memory content (rendered indexes, generated packages) with an ETag and 304s."""
+def bytes_response(
+    request: Request,
+    data: bytes,
+    media_type: str,
+    *,
+    immutable: bool,
+    last_modified: float | None = None,
+) -> Response:
+    """In-memory content (rendered indexes, generated packages) with an ETag and 304s; with
+    `last_modified` (epoch seconds) also `Last-Modified` and `If-Modified-Since`, the only
+    revalidation some clients send (apk)."""
     etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
     headers = {
         "ETag": etag,
         "Cache-Control": CACHE_CONTROL if immutable else "private, max-age=0, must-revalidate",
     }
-    if not_modified(request, etag):
+    if last_modified is not None:
+        headers["Last-Modified"] = email.utils.formatdate(last_modified, usegmt=True)
+    if not_modified(request, etag) or _unmodified_since(request, last_modified):
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)
+
+
+def _unmodified_since(request: Request, last_modified: float | None) -> bool:
+    header = _header(request.scope, b"if-modified-since")
+    if last_modified is None or not header or _header(request.scope, b"if-none-match"):
+        return False  # If-None-Match, when sent, decides alone (RFC 9110)
+    try:
+        since = email.utils.parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return int(last_modified) <= since

@@ -47,27 +47,36 @@ def apk(
     )
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    base = tmp_path_factory.mktemp("alpine-upstream")
+UPSTREAM = (
+    ("curl", "8.9.1-r1", ("libcurl",)),
+    ("libcurl", "8.9.1-r1", ()),
+    ("zlib", "1.3.1-r1", ()),
+)
+
+
+def write_upstream(base: Path, packages: tuple[tuple[str, str, tuple[str, ...]], ...]) -> Path:
+    """A signed upstream Alpine repository under `base/repo`; the folder of its keys."""
     key = ApkKey.load_or_create(base / "upstream-private", name_prefix="alpine-devel")
     keys = base / "keys"
-    keys.mkdir()
+    keys.mkdir(exist_ok=True)
     (keys / key.key_name).write_bytes(key.public_pem())
     folder = base / "repo" / f"v{RELEASE}" / "main" / ARCH
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     entries = []
-    for name, version, deps in (
-        ("curl", "8.9.1-r1", ("libcurl",)),
-        ("libcurl", "8.9.1-r1", ()),
-        ("zlib", "1.3.1-r1", ()),
-    ):
+    for name, version, deps in packages:
         blob = apk(key, name, version, deps)
         (folder / f"{name}-{version}.apk").write_bytes(blob)
         entries.append(index_entry(blob))
     (folder / "APKINDEX.tar.gz").write_bytes(
         build_signed_index(render_apkindex(entries), "upstream main", key)
     )
+    return keys
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    base = tmp_path_factory.mktemp("alpine-upstream")
+    keys = write_upstream(base, UPSTREAM)
     with StaticServer(base / "repo") as server:
         yield server.url, keys
 
@@ -118,6 +127,9 @@ def test_fallbacks_are_listed_signed_and_downloadable(graft: GraftServer) -> Non
     assert set(packages) == {"rootio-curl", "rootio-libcurl", "rootio-zlib"}
     assert packages["rootio-curl"]["V"] == "8.9.1-r1"
     assert packages["rootio-curl"]["D"] == "curl=8.9.1-r1"
+    # apk 2.14 never downloads a package of installed size 0: then the request that tells the
+    # organization what to patch would never reach Graft
+    assert int(packages["rootio-curl"]["I"]) > 0
     name, pem = graft_key(graft)
     r = httpx.get(
         f"{graft.url}/alpine/{RELEASE}/{ARCH}/rootio-curl-8.9.1-r1.apk", auth=("root", graft.token)
@@ -206,3 +218,42 @@ def test_garbage_wrong_token_unknown_release(graft: GraftServer) -> None:
         f"{graft.url}/alpine/2.0/{ARCH}/APKINDEX.tar.gz", auth=("root", graft.token)
     )
     assert unknown.status_code == 404 and "unknown Alpine release" in unknown.text
+
+
+def test_the_index_revalidates_by_date_as_apk_does(graft: GraftServer) -> None:
+    url = f"{graft.url}/alpine/{RELEASE}/{ARCH}/APKINDEX.tar.gz"
+    first = httpx.get(url, auth=("root", graft.token))
+    since = first.headers["last-modified"]
+    again = httpx.get(url, auth=("root", graft.token), headers={"If-Modified-Since": since})
+    assert again.status_code == 304 and again.content == b""
+    old = "Mon, 01 Jan 2001 00:00:00 GMT"
+    changed = httpx.get(url, auth=("root", graft.token), headers={"If-Modified-Since": old})
+    assert changed.status_code == 200 and changed.content == first.content
+
+
+def test_a_newer_upstream_release_is_listed_again_after_a_patch(tmp_path: Path) -> None:
+    """rootio-curl follows upstream once it moves past the version the patch was for."""
+    keys = write_upstream(tmp_path / "up", UPSTREAM)
+    with StaticServer(tmp_path / "up" / "repo") as server:
+        config = [
+            {"ecosystem": "alpine", "name": "alpine", "url": server.url, "keyring": str(keys),
+             "ttl_seconds": 0}
+        ]  # fmt: skip
+        srv = GraftServer(tmp_path / "g", upstream=json.dumps(config)).start()
+        try:
+            builder = ApkKey.load_or_create(tmp_path / "builder", name_prefix="builder")
+            patched = apk(builder, "curl", "8.9.1-r10071", ("libcurl",), b"patched\n")
+            assert upload(srv, patched, "curl-8.9.1-r10071.apk").status_code == 200
+            before = {(p["P"], p["V"]) for p in index(srv)}
+            assert ("rootio-curl", "8.9.1-r10071") in before
+            assert ("rootio-curl", "8.9.1-r1") not in before
+            moved = tuple(
+                ("curl", "8.9.2-r0", deps) if name == "curl" else (name, version, deps)
+                for name, version, deps in UPSTREAM
+            )
+            write_upstream(tmp_path / "up", moved)
+            after = {(p["P"], p["V"]) for p in index(srv)}
+            assert ("rootio-curl", "8.9.2-r0") in after  # the newer fallback: apk upgrades to it
+            assert ("rootio-curl", "8.9.1-r10071") in after
+        finally:
+            srv.stop()

@@ -277,3 +277,32 @@ def test_valid_until_is_set_and_apt_accepts_it(
         Apt(tmp_path / "apt", srv, url, repo.keyring, srv.token).run("apt-get", "update")
     finally:
         srv.stop()
+
+
+def test_a_newer_upstream_release_is_listed_again_after_a_patch(tmp_path: Path) -> None:
+    """rootio-X follows upstream once it moves past the version the patched build was for."""
+    repo = make_upstream_repo(tmp_path / "up", BOOKWORM, DEBIAN_PACKAGES)
+    with StaticServer(repo.root) as server:
+        config = json.dumps(
+            [{"ecosystem": "debian", "name": "debian", "url": server.url,
+              "keyring": str(repo.keyring), "ttl_seconds": 0}]
+        )  # fmt: skip
+        srv = GraftServer(tmp_path / "g", upstream=config).start()
+        try:
+            deb = build_deb(tmp_path, DebSpec("curlish", "7.88.1-10+deb12u8.graft.1"))
+            assert upload(srv, "debian", BOOKWORM, deb).status_code == 200
+            apt = Apt(tmp_path / "apt", srv, server.url, repo.keyring, srv.token)
+            apt.run("apt-get", "update")
+            policy = apt.run("apt-cache", "policy", "rootio-curlish").stdout
+            assert "Candidate: 7.88.1-10+deb12u8.graft.1" in policy
+            assert "7.88.1-10+deb12u8 " not in policy.replace("\n", " ")  # fallback gave way
+            # the distribution publishes its own fix
+            repo.publish([DebSpec("curlish", "7.88.1-10+deb12u9")])  # both stay listed
+            apt.run("apt-get", "update")
+            policy = apt.run("apt-cache", "policy", "rootio-curlish").stdout
+            assert "Candidate: 7.88.1-10+deb12u9" in policy  # the new fallback wins
+            assert "7.88.1-10+deb12u8.graft.1" in policy  # the patched build is still there
+            show = apt.run("apt-cache", "show", "rootio-curlish=7.88.1-10+deb12u9").stdout
+            assert "Depends: curlish (= 7.88.1-10+deb12u9)" in show
+        finally:
+            srv.stop()

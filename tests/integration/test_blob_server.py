@@ -58,7 +58,7 @@ def test_large_download_redirects_to_a_signed_url(
     auth = ("rootio", blob_graft.token)
     url = file_url(blob_graft, wheels["big"], BIG)
     r = httpx.get(url, auth=auth)
-    assert r.status_code == 307
+    assert r.status_code == 302
     location = urlsplit(r.headers["location"])
     assert location.port == blob_graft.env_port("BLOB_SERVER_PORT")
     assert location.path.startswith("/_blob/")

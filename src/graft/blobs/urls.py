@@ -2,7 +2,7 @@
 
 Graft's ASGI server (granian) copies a file through user space in 128 KiB steps; the blob
 server (`graft.blobserver`) sends it with sendfile(2), as nginx does. A download route that
-decides to hand a large blob over answers `307` with a URL signed here: the blob's digest,
+decides to hand a large blob over answers `302` with a URL signed here: the blob's digest,
 an expiry and the content type, under an HMAC-SHA256 key kept in the data directory. The
 URL carries no Graft token, so a leaked one is good for `ttl` seconds and for that one blob,
 like an object store's presigned URL (which takes this place when blobs live in S3).

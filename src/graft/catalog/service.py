@@ -55,6 +55,7 @@ class CatalogFile:
     fixes: tuple[str, ...]
     attrs: dict[str, Any] = field(hash=False, compare=False)
     created_at: dt.datetime = field(compare=False)
+    created_by: int | None = field(default=None, compare=False)  # account id
 
 
 def _view(row: CatalogArtifact) -> CatalogFile:
@@ -72,6 +73,7 @@ def _view(row: CatalogArtifact) -> CatalogFile:
         fixes=tuple(row.fixes or ()),
         attrs=dict(row.attrs or {}),
         created_at=row.created_at,
+        created_by=row.created_by,
     )
 
 
@@ -232,3 +234,41 @@ class CatalogService:
             )
         self._tags.pop((org_id, ecosystem, package), None)
         return bool(getattr(result, "rowcount", 0))
+
+    async def add_fixes(
+        self, org_id: int, ecosystem: str, package: str, version: str, fixes: list[str]
+    ) -> int:
+        """Add advisories to every file of one published version (Maven declares them in the
+        POM, which may arrive after the jar); returns how many files changed."""
+        wanted = validate_fixes(fixes)
+        changed = 0
+        async with self.db.session() as s:
+            rows = await s.scalars(
+                select(CatalogArtifact).where(
+                    CatalogArtifact.org_id == org_id,
+                    CatalogArtifact.ecosystem == ecosystem,
+                    CatalogArtifact.package == package,
+                    CatalogArtifact.version == version,
+                )
+            )
+            for row in rows:
+                merged = list(row.fixes or [])
+                merged += [f for f in wanted if f not in merged]
+                if merged != list(row.fixes or []):
+                    row.fixes = merged
+                    changed += 1
+        self._cache.pop((org_id, ecosystem, package), None)
+        self._cache.pop((org_id, ecosystem, "*"), None)
+        return changed
+
+    async def remove(self, org_id: int, ecosystem: str, file_id: int) -> bool:
+        """Withdraw one file (an upload whose checksum turned out wrong); False if absent."""
+        async with self.db.session() as s:
+            row = await s.get(CatalogArtifact, file_id)
+            if row is None or row.org_id != org_id or row.ecosystem != ecosystem:
+                return False
+            package = row.package
+            await s.delete(row)
+        self._cache.pop((org_id, ecosystem, package), None)
+        self._cache.pop((org_id, ecosystem, "*"), None)
+        return True

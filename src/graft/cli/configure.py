@@ -19,6 +19,8 @@ class Client(StrEnum):
     twine = "twine"
     apt = "apt"
     apk = "apk"
+    maven = "maven"
+    gradle = "gradle"
     docker = "docker"
     containerd = "containerd"
     kubernetes = "kubernetes"
@@ -83,6 +85,108 @@ RUN --mount=type=secret,id=graft_token \\
         > /etc/apt/auth.conf.d/graft.conf && \\
     apt-get update && apt-get install -y rootio-curl && \\
     rm -f /etc/apt/auth.conf.d/graft.conf && rm -rf /var/lib/apt/lists/*
+"""
+
+
+def _maven_settings(base: str) -> str:
+    return f"""\
+<!-- ~/.m2/settings.xml: every repository a build names (Maven Central included) is read
+     through Graft. The token comes from the environment: export GRAFT_TOKEN=graft_...
+     Maven sends it after Graft's 401 challenge; the two "preemptive" settings send it with
+     the first request instead, which halves the requests (Maven 3.8: <usePreemptive>;
+     Maven 3.9: the aether property; Maven 4: aether.transport.http.preemptiveAuth).
+     Without the mirror, or for SNAPSHOT dependencies (the mirrored Maven Central allows no
+     snapshots), add Graft as a repository: activate the graft-repository profile too, in
+     <activeProfiles> or with mvn -Pgraft-repository. -->
+<settings xmlns="http://maven.apache.org/SETTINGS/1.2.0">
+  <servers>
+    <server>
+      <id>graft</id>
+      <username>graft</username>
+      <password>${{env.GRAFT_TOKEN}}</password>
+      <configuration>
+        <httpConfiguration><all><usePreemptive>true</usePreemptive></all></httpConfiguration>
+      </configuration>
+    </server>
+  </servers>
+  <mirrors>
+    <mirror>
+      <id>graft</id>
+      <name>Graft</name>
+      <mirrorOf>external:*</mirrorOf>
+      <url>{base}/maven/</url>
+    </mirror>
+  </mirrors>
+  <profiles>
+    <profile>
+      <id>graft-preemptive</id>
+      <properties>
+        <aether.connector.http.preemptiveAuth.graft>true</aether.connector.http.preemptiveAuth.graft>
+      </properties>
+    </profile>
+    <profile>
+      <id>graft-repository</id>
+      <repositories>
+        <repository><id>graft</id><url>{base}/maven/</url></repository>
+      </repositories>
+      <pluginRepositories>
+        <pluginRepository><id>graft</id><url>{base}/maven/</url></pluginRepository>
+      </pluginRepositories>
+    </profile>
+  </profiles>
+  <activeProfiles><activeProfile>graft-preemptive</activeProfile></activeProfiles>
+</settings>
+"""
+
+
+def _maven(base: str, token: str) -> str:
+    url = f"{base}/maven/"
+    return (
+        _maven_settings(base)
+        + f"""
+<!-- Deploying patched builds (<upstream version>-graft.<N>) or private artifacts with
+     `mvn deploy`: the <server> above supplies the token (publish scope). In pom.xml:
+  <distributionManagement>
+    <repository><id>graft</id><url>{url}</url></repository>
+  </distributionManagement>
+  <properties>
+    <graft.fixes>CVE-2021-44228, CVE-2021-45046</graft.fixes>
+  </properties>
+  or without touching the POM (maven-deploy-plugin 3; 2.x wants graft::default::URL):
+    mvn deploy -DaltDeploymentRepository=graft::{url}
+    mvn deploy:deploy-file -DrepositoryId=graft -Durl={url} -Dfile=lib.jar -DpomFile=pom.xml
+  Advisories can also travel as a request header, in the <server> above:
+    <configuration><httpHeaders><property>
+      <name>X-Graft-Fixes</name><value>CVE-2021-44228</value>
+    </property></httpHeaders></configuration>
+  Check the token: curl -u graft:{token} {base}/api/whoami
+-->
+
+"""
+        + _gradle(base)
+    )
+
+
+def _gradle(base: str) -> str:
+    insecure = ""
+    if base.startswith("http://"):
+        insecure = "\n            isAllowInsecureProtocol = true  // plain http"
+    return f"""\
+// Gradle (settings.gradle.kts, or build.gradle.kts): GRAFT_TOKEN from the environment.
+// The basic() line sends the token with the first request instead of after a challenge.
+dependencyResolutionManagement {{
+    repositories {{
+        maven {{
+            name = "graft"
+            url = uri("{base}/maven/"){insecure}
+            credentials {{
+                username = "graft"
+                password = System.getenv("GRAFT_TOKEN")
+            }}
+            authentication {{ create<BasicAuthentication>("basic") }}
+        }}
+    }}
+}}
 """
 
 
@@ -247,8 +351,8 @@ def configure(
     client: Annotated[
         Client,
         typer.Argument(
-            help="pip, uv, poetry, twine, apt, apk, docker, containerd, kubernetes, npm, pnpm "
-            "or yarn."
+            help="pip, uv, poetry, twine, apt, apk, maven, gradle, docker, containerd, "
+            "kubernetes, npm, pnpm or yarn."
         ),
     ],
     url: Annotated[
@@ -273,6 +377,12 @@ def configure(
         return
     if client is Client.apk:
         print(_apk(base, token, release), end="")
+        return
+    if client is Client.maven:
+        print(_maven(base, token), end="")
+        return
+    if client is Client.gradle:
+        print(_gradle(base), end="")
         return
     if client in (Client.docker, Client.containerd, Client.kubernetes):
         print(_registry(client, base, token, image), end="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -243,3 +244,90 @@ def npm(
         data["private"] = "1"
     endpoint = f"{url.rstrip('/')}/npm/-/graft/publish"
     _upload_all(endpoint, ("rootio", token), files, "file", lambda _path: data)
+
+
+@publish_app.command("maven")
+def maven(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The POM and the files of one version (jar, -sources.jar, .asc …), named "
+            "<artifactId>-<version>[-<classifier>].<ext>.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    url: UrlOpt = "http://127.0.0.1:8000",
+    token: TokenOpt = "",
+    fixes: FixesOpt = None,
+    allow_missing_upstream: AllowMissingOpt = False,
+    private: Annotated[
+        bool,
+        typer.Option(
+            help="Publish as this organization's private artifact even though the "
+            "groupId:artifactId exists upstream (it is then never taken from upstream)."
+        ),
+    ] = False,
+) -> None:
+    """Deploy one version to /maven/ as `mvn deploy` does (a PUT per file, then its checksum).
+    A patched build's version is <upstream>-<label>.<N>, e.g. 2.15.2-graft.1."""
+    from graft.ecosystems.maven import pom as pom_file
+    from graft.errors import GraftError
+
+    poms = [p for p in files if p.name.endswith(".pom")]
+    if len(poms) != 1:
+        raise fail("give exactly one .pom: it names the groupId, artifactId and version", 2)
+    try:
+        parsed = pom_file.parse(poms[0].read_bytes())
+    except GraftError as exc:
+        raise fail(f"{poms[0]}: {exc.message}", 2) from None
+    stem = f"{parsed.artifact_id}-{parsed.version}"
+    for path in files:
+        if not (path.name.startswith(stem) and path.name[len(stem) : len(stem) + 1] in ".-"):
+            raise fail(f"{path.name} is not named {stem}[-<classifier>].<ext>: rename it", 2)
+    if not token:
+        raise fail("a token is needed: --token or GRAFT_TOKEN (publish scope)", 2)
+    directory = "/".join((*parsed.group_id.split("."), parsed.artifact_id, parsed.version))
+    base = f"{url.rstrip('/')}/maven/{directory}/"
+    headers = {"X-Graft-Fixes": ", ".join(fixes or [])} if fixes else {}
+    if private:
+        headers["X-Graft-Private"] = "true"
+    if allow_missing_upstream:
+        headers["X-Graft-Allow-Missing-Upstream"] = "true"
+    ordered = poms + [p for p in files if p not in poms]  # a bad POM stops before anything else
+    with httpx.Client(auth=("graft", token), timeout=httpx.Timeout(300, connect=10)) as client:
+        for path in ordered:
+            target = base + path.name
+            with (
+                path.open("rb") as fh,
+                Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    console=err,
+                    transient=True,
+                ) as progress,
+            ):
+                size = path.stat().st_size
+                task = progress.add_task(path.name, total=size)
+                reader = _Reading(fh, progress, task)
+                body = iter(functools.partial(reader.read, 1 << 16), b"")
+                try:
+                    response = client.put(
+                        target, content=body, headers={**headers, "Content-Length": str(size)}
+                    )
+                    if response.status_code == 201:  # Graft compares it with what it stored
+                        response = client.put(f"{target}.sha256", content=_sha256(path))
+                except httpx.HTTPError as exc:
+                    raise fail(f"cannot reach {target}: {exc}") from None
+            if response.status_code != 201:
+                err.print(
+                    f"[bold red]error:[/] {path.name}: {response.status_code} "
+                    f"{response.text.strip()}",
+                    highlight=False,
+                )
+                raise typer.Exit(1)
+            out.print(f"deployed {directory}/{path.name}", highlight=False)
+    out.print(f"{parsed.group_id}:{parsed.artifact_id}:{parsed.version} is published")

@@ -210,6 +210,22 @@ class CatalogArtifact(Base):
     )
 
 
+class UpstreamFile(Base):
+    """An upstream file Graft pulled through and verified, by URL: where its bytes are (blob
+    digest) and the checksums computed while verifying, for indexes (Maven's `.sha1` files)
+    that name a file by another digest than sha256."""
+
+    __tablename__ = "upstream_files"
+    __table_args__ = (Index("ix_upstream_files_digest", "digest"),)  # "is this blob in use?"
+
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(4096))
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    hashes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 # --- container images (graft.ecosystems.oci) -------------------------------------------------
 # A repository lives in a "space": "org:<id>" for what an organization pushed, "upstream:<name>"
 # for what was pulled through from an upstream registry (shared by every organization, since it

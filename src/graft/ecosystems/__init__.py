@@ -14,6 +14,7 @@ MODULES: tuple[str, ...] = (
     "graft.ecosystems.pypi",
     "graft.ecosystems.apt",
     "graft.ecosystems.apk",
+    "graft.ecosystems.maven",
     "graft.ecosystems.oci",
     "graft.ecosystems.npm",
 )

@@ -10,11 +10,14 @@ store while hashing, and commits only if the digest matches the one the index pr
   transfer, never a complete wrong file) and later requests get the `502` for a while.
 - Concurrent requests for the same file wait for that one download, then get the stored blob.
 - A download continues when the first client disconnects, so waiting clients still get it.
-- An index that promises other digests than sha256 (npm's sha512 `integrity` and sha1
-  `shasum`) passes them as `checks`: all are computed while the file streams and must match
-  before the blob is committed. The blob is then found again through an alias (the strongest
-  of those digests, e.g. `sha512:<hex>`), kept in memory and in `upstream_artifacts`, so a
-  file is pulled through once, not once per process.
+
+An index that promises another digest than sha256 (a Maven `.sha1`, npm's sha512 `integrity`
+and sha1 `shasum`) passes it as `checks`: those are computed while streaming and checked before
+the commit, with the same guarantees. A file verified by such checks is found again through an
+alias (the strongest of those digests, e.g. `sha512:<hex>`), kept in memory and in
+`upstream_artifacts`, so it is pulled through once, not once per process. `hashes` asks for
+more digests of the verified bytes, and `on_stored` receives them (as `Fetched`) once the blob
+is committed, before any waiting client is answered.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -46,6 +49,7 @@ from graft.upstream.pages import UpstreamUnavailable
 log = logging.getLogger("graft.upstream")
 
 _END = None  # queue sentinel: the download has finished (check `done` for how)
+
 # Strongest first: the alias of a file verified by several digests is its strongest one.
 CHECK_ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
 
@@ -53,6 +57,25 @@ CHECK_ALGORITHMS = ("sha512", "sha384", "sha256", "sha1")
 class UpstreamMismatch(GraftError):
     status_code = 502
     code = "upstream_mismatch"
+
+
+class ChecksumMismatch(Exception):
+    def __init__(self, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(f"{algorithm} mismatch: expected {expected}, got {actual}")
+        self.algorithm, self.expected, self.actual = algorithm, expected, actual
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A verified upstream file as stored: its blob digest, size, and the hex digests asked for
+    (`checks` and `hashes`, always including sha256)."""
+
+    digest: str
+    size: int
+    hashes: dict[str, str]
+
+
+OnStored = Callable[[Fetched], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -63,7 +86,9 @@ class _Download:
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(maxsize=256))
     listening: bool = True
     content_length: int | None = None
-    checks: Mapping[str, str] = field(default_factory=dict)  # algorithm -> expected hex
+    checks: Mapping[str, str] = field(default_factory=dict)
+    hashes: tuple[str, ...] = ()
+    on_stored: OnStored | None = None
     alias: str | None = None
 
     def detach(self) -> None:
@@ -149,8 +174,8 @@ class ArtifactFetcher:
         db: Database | None = None,
     ) -> None:
         self.blobs = blobs
-        self.aliases = VerifiedAliases(db)
         self.client = client
+        self.aliases = VerifiedAliases(db)
         self.buffer_bytes = buffer_bytes
         self.max_bytes = max_bytes
         self.failure_ttl = failure_ttl
@@ -168,11 +193,14 @@ class ArtifactFetcher:
         *,
         media_type: str = "application/octet-stream",
         checks: Mapping[str, str] | None = None,
+        hashes: Iterable[str] = (),
+        on_stored: OnStored | None = None,
+        cache_control: str = CACHE_CONTROL,
     ) -> Response:
         """A response for `url`, from the blob store if held, else pulled through.
 
-        `expected` is the sha256 blob digest the index promises; `checks` are other digests
-        it promises (algorithm -> hex, e.g. npm's sha512 and sha1), all verified."""
+        `checks` (hashlib name → expected hex) are verified like `expected`; `on_stored` is
+        called with the digests in `hashes` after a download commits."""
         alias = alias_of(checks) if checks else None
         if expected is None and alias is not None:
             expected = await self.aliases.get(alias)
@@ -182,30 +210,73 @@ class ArtifactFetcher:
             local = self.blobs.local_file(expected)
             if local is not None or await self.blobs.exists(expected):
                 return await serve_blob(
-                    request, self.blobs, expected, media_type=media_type, local=local
+                    request,
+                    self.blobs,
+                    expected,
+                    media_type=media_type,
+                    cache_control=cache_control,
+                    local=local,
                 )
+        self._check_failed(url)
+        dl = self._downloads.get(url)
+        if dl is not None:  # join the running download
+            digest = await asyncio.shield(dl.done)
+            return await serve_blob(
+                request, self.blobs, digest, media_type=media_type, cache_control=cache_control
+            )
+        dl = self._start(upstream, url, expected, checks, hashes, on_stored, alias)
+        return await self._first_response(request, dl, media_type, cache_control)
+
+    async def fetch(
+        self,
+        upstream: UpstreamConfig,
+        url: str,
+        expected: str | None = None,
+        *,
+        checks: Mapping[str, str] | None = None,
+        hashes: Iterable[str] = (),
+        on_stored: OnStored | None = None,
+    ) -> str:
+        """Pull `url` through (or join its running download) without serving it; return the
+        blob digest once stored and verified."""
+        alias = alias_of(checks) if checks else None
+        if expected is None and alias is not None:
+            expected = await self.aliases.get(alias)
+        if expected is not None and await self.blobs.exists(expected):
+            return expected
+        self._check_failed(url)
+        dl = self._downloads.get(url)
+        if dl is None:
+            dl = self._start(upstream, url, expected, checks, hashes, on_stored, alias)
+            dl.detach()  # nobody streams this one
+        return await asyncio.shield(dl.done)
+
+    def _check_failed(self, url: str) -> None:
         failed = self._failures.get(url)
         if failed is not None:
             if time.monotonic() - failed[0] < self.failure_ttl:
                 raise failed[1]
             del self._failures[url]
-        dl = self._downloads.get(url)
-        if dl is not None:  # join the running download
-            digest = await asyncio.shield(dl.done)
-            return await serve_blob(request, self.blobs, digest, media_type=media_type)
-        dl = self._start(upstream, url, expected, dict(checks or {}), alias)
-        return await self._first_response(request, dl, media_type)
 
     def _start(
         self,
         upstream: UpstreamConfig,
         url: str,
         expected: str | None,
-        checks: dict[str, str] | None = None,
+        checks: Mapping[str, str] | None = None,
+        hashes: Iterable[str] = (),
+        on_stored: OnStored | None = None,
         alias: str | None = None,
     ) -> _Download:
-        dl = _Download(url, expected, asyncio.get_running_loop().create_future())
-        dl.checks, dl.alias = checks or {}, alias
+        dl = _Download(
+            url,
+            expected,
+            asyncio.get_running_loop().create_future(),
+            checks=dict(checks or {}),
+            hashes=tuple(hashes),
+            on_stored=on_stored,
+            alias=alias,
+        )
         self._downloads[url] = dl
         headers = {"Accept-Encoding": "identity"}
         if same_origin(url, upstream.url):  # never hand upstream credentials to another host
@@ -249,7 +320,7 @@ class ArtifactFetcher:
                 )
             if "content-length" in r.headers and r.headers["content-length"].isdigit():
                 dl.content_length = int(r.headers["content-length"])
-            hashers = {algorithm: hashlib.new(algorithm) for algorithm in dl.checks}
+            hashers = {a: hashlib.new(a) for a in {*dl.checks, *dl.hashes} - {"sha256"}}
             async with self.blobs.writer(max_size=self.max_bytes) as writer:
                 async for chunk in r.aiter_bytes():
                     await writer.write(chunk)
@@ -257,24 +328,44 @@ class ArtifactFetcher:
                         h.update(chunk)
                     if dl.listening:
                         await dl.queue.put(chunk)
-                for algorithm, h in hashers.items():  # before commit: a mismatch stores nothing
-                    if h.hexdigest() != dl.checks[algorithm].lower():
-                        raise DigestMismatch(
-                            f"{algorithm}:{dl.checks[algorithm].lower()}",
-                            f"{algorithm}:{h.hexdigest()}",
-                        )
+                found = {a: h.hexdigest() for a, h in hashers.items()}
+                for algorithm, want in dl.checks.items():
+                    if algorithm != "sha256" and found[algorithm] != want.lower():
+                        raise ChecksumMismatch(algorithm, want.lower(), found[algorithm])
+                sha256 = dl.checks.get("sha256")
+                expected = dl.expected or (f"sha256:{sha256.lower()}" if sha256 else None)
+                digest = await writer.commit(expected)
                 size = writer.size
-                digest = await writer.commit(dl.expected)
-        if dl.alias is not None:
-            await self.aliases.add(dl.alias, digest, size)
-        return digest
+            if dl.alias is not None:
+                await self.aliases.add(dl.alias, digest, size)
+            if dl.on_stored is not None:
+                found["sha256"] = digest.removeprefix("sha256:")
+                try:
+                    await dl.on_stored(Fetched(digest, size, found))
+                except Exception:  # the blob is stored and verified; only the note is lost
+                    log.exception("recording the download of %s failed", dl.url)
+            return digest
 
     def _as_error(self, upstream: UpstreamConfig, dl: _Download, exc: BaseException) -> GraftError:
         if isinstance(exc, GraftError):
             return exc
+        if isinstance(exc, ChecksumMismatch):
+            log.error(
+                "upstream %s served %s with %s %s, expected %s; not cached",
+                upstream.name,
+                dl.url,
+                exc.algorithm,
+                exc.actual,
+                exc.expected,
+            )
+            return UpstreamMismatch(
+                f"upstream {upstream.name} served {dl.url.rsplit('/', 1)[-1]} with digest "
+                f"{exc.algorithm}:{exc.actual}, but the upstream says {exc.algorithm}:"
+                f"{exc.expected}; nothing was cached"
+            )
         if isinstance(exc, DigestMismatch):
             log.error(
-                "upstream %s served %s with digest %s, expected %s; not cached",
+                "upstream %s served %s with sha256 %s, expected %s; not cached",
                 upstream.name,
                 dl.url,
                 exc.actual,
@@ -289,14 +380,18 @@ class ArtifactFetcher:
         log.error("download of %s failed", dl.url, exc_info=exc)
         return UpstreamUnavailable(f"download of {dl.url} failed: {type(exc).__name__}")
 
-    async def _first_response(self, request: Request, dl: _Download, media_type: str) -> Response:
+    async def _first_response(
+        self, request: Request, dl: _Download, media_type: str, cache_control: str = CACHE_CONTROL
+    ) -> Response:
         buffered: list[bytes] = []
         size = 0
         while size <= self.buffer_bytes:
             chunk = await dl.queue.get()
             if chunk is _END:
                 digest = await asyncio.shield(dl.done)  # raises the 404/502 on failure
-                return await serve_blob(request, self.blobs, digest, media_type=media_type)
+                return await serve_blob(
+                    request, self.blobs, digest, media_type=media_type, cache_control=cache_control
+                )
             buffered.append(chunk)
             size += len(chunk)
 
@@ -315,7 +410,7 @@ class ArtifactFetcher:
             finally:
                 dl.detach()
 
-        headers = {"Cache-Control": CACHE_CONTROL}
+        headers = {"Cache-Control": cache_control}
         if dl.expected is not None:
             headers["ETag"] = etag_for(dl.expected)
         if dl.content_length is not None:

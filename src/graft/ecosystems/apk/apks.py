@@ -243,7 +243,9 @@ def transitional_apk(name: str, version: str, arch: str, prefix: str, key: ApkKe
             "origin": prefix + name,
             "license": "none",
             "depend": [f"{name}={version}"],
-            "size": "0",  # installed size 0 marks a metapackage
+            # Not 0: apk 2.14 never downloads a package of installed size 0 (a metapackage),
+            # so the request that tells the organization what to patch would never arrive.
+            "size": "1",
         },
         {},
         key,

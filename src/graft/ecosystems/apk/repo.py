@@ -1,7 +1,7 @@
 """One Alpine repository as an organization sees it: `/alpine/<release>/<arch>/`.
 
 Its signed APKINDEX lists, per architecture, `rootio-X` transitional packages (depending on
-exactly upstream X) for every upstream package without a patched build, and the
+exactly upstream X) for every upstream package without a patched build of that version, and the
 organization's patched builds under their own name and as `rootio-X` (provides `X=<upstream
 version>`, replaces X). The upstream index is verified against the configured Alpine keys.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -64,6 +65,7 @@ class Rendered:
     index: bytes  # APKINDEX.tar.gz
     pool: dict[str, PoolFile]
     identity: str
+    built: float = field(default_factory=time.time)  # Last-Modified of the index
 
 
 class AlpineRepository:
@@ -201,9 +203,11 @@ class AlpineRepository:
                     None,
                     entry,
                 )
-        patched_names = {f.package for f in patched}
+        # A patched build replaces the fallback of the upstream version it patches; when the
+        # upstream moves on, the newer fallback is listed again and `apk upgrade` follows it.
+        replaced = {(f.package, f.upstream_version) for f in patched}
         for name, fb in self._fallbacks_for(release, arch, identity, entries).items():
-            if name not in patched_names:
+            if (name, fb.version) not in replaced:
                 pool[fb.filename] = fb
         text = render_apkindex([p.entry for p in sorted(pool.values(), key=lambda p: p.filename)])
         index = build_signed_index(text, f"Graft patched packages for Alpine v{release}", self.key)

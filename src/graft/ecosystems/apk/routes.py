@@ -38,7 +38,10 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         principal = await ctx.authenticate(request, Scope.READ)
         release, arch = request.path_params["release"], request.path_params["arch"]
         rendered = await repo.render(principal.org_id, release, arch)
-        return bytes_response(request, rendered.index, "application/gzip", immutable=False)
+        return bytes_response(
+            request, rendered.index, "application/gzip", immutable=False,
+            last_modified=rendered.built,
+        )  # fmt: skip
 
     async def package(request: Request) -> Response:
         principal = await ctx.authenticate(request, Scope.READ)

@@ -1,8 +1,9 @@
 """One APT repository as an organization sees it: `/<distro>/<codename>`.
 
 Its `main` component lists, per architecture:
-- for every upstream package X without a patched build: `rootio-X`, a generated transitional
-  package that depends on exactly X (so `apt-get install rootio-X` always works);
+- for every upstream package X without a patched build of its current version: `rootio-X`, a
+  generated transitional package that depends on exactly X (so `apt-get install rootio-X`
+  always works, and follows the upstream once it moves past a patched version);
 - for every patched build of the organization: the build under its own name X (for users who
   pin Graft's origin) and as `rootio-X` (Provides/Replaces/Conflicts X).
 
@@ -65,6 +66,9 @@ log = logging.getLogger("graft.apt")
 ARCHITECTURES = ("amd64", "arm64")
 INDEX_ARCHITECTURES = (*ARCHITECTURES, "all")
 COMPONENT = "main"
+# How long a request waits for a new upstream state to be indexed before it is answered from
+# the previous one (63,000 packages take several seconds; apt's own timeouts are longer).
+BASE_WAIT_SECONDS = 2.0
 CODENAMES = {
     "debian": ("bullseye", "bookworm", "trixie", "forky"),
     "ubuntu": ("focal", "jammy", "noble", "oracular", "plucky", "questing"),
@@ -98,7 +102,8 @@ class BaseIndex:
     """The fallbacks of one upstream state, shared by every organization."""
 
     identity: str
-    chunks: dict[str, tuple[Chunk, ...]]  # index architecture → chunks; keys (name, arch)
+    # index architecture → chunks, stanzas keyed (upstream name, version, architecture)
+    chunks: dict[str, tuple[Chunk, ...]]
     pool: dict[str, PoolFile]  # pool path → fallback
 
 
@@ -106,7 +111,8 @@ class BaseIndex:
 class Rendered:
     files: dict[str, IndexFile]  # path under dists/<codename>/ → file (indexes, Release …)
     patched: dict[str, PoolFile]  # pool path → patched file
-    hidden: frozenset[tuple[str, str]]  # (name, arch) whose fallback a patched build replaced
+    # (name, version, arch) of upstream builds whose fallback a patched build replaced
+    hidden: frozenset[tuple[str, str, str]]
     base: BaseIndex
     identity: str
     signed_at: float  # time.time() of the signature (Valid-Until)
@@ -116,7 +122,8 @@ class Rendered:
         if found is not None:
             return found
         fallback = self.base.pool.get(path)
-        if fallback is None or (fallback.package, fallback.architecture) in self.hidden:
+        key = (fallback.package, fallback.version, fallback.architecture) if fallback else None
+        if fallback is None or key in self.hidden:
             return None
         return fallback
 
@@ -137,13 +144,13 @@ def _listed_in(arch: str, index_arch: str) -> bool:
 
 
 def build_base(identity: str, packages: list[UpstreamPackage], prefix: str) -> BaseIndex:
-    """Every upstream package's `rootio-X` fallback, rendered and chunked (CPU-bound: runs in
-    a worker thread)."""
+    """Every upstream package's `rootio-X` fallback (one per version the upstream lists),
+    rendered and chunked (CPU-bound: runs in a worker thread)."""
     pool: dict[str, PoolFile] = {}
     items: dict[str, list[tuple[tuple[str, str, str], Hashable, bytes]]] = defaultdict(list)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for pkg in packages:
-        key = (pkg.name, pkg.architecture)
+        key = (pkg.name, pkg.version, pkg.architecture)
         if pkg.name.startswith(prefix) or key in seen:
             continue
         seen.add(key)
@@ -332,9 +339,13 @@ class AptRepository:
         base = self._bases.get(codename)
         if base is None or base.identity != identity:
             task = self._base_task(codename, identity, packages)
-            if hit is not None and not task.done():
-                return hit  # a new upstream state is being indexed: keep serving the last one
-            base = await asyncio.shield(task)
+            if hit is None:
+                base = await asyncio.shield(task)
+            else:
+                try:  # small repositories index in well under this
+                    base = await asyncio.wait_for(asyncio.shield(task), BASE_WAIT_SECONDS)
+                except TimeoutError:
+                    return hit  # a big new upstream state: keep serving the last one meanwhile
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one render at a time per organization and repository
             hit = self._rendered.get(key)
@@ -357,11 +368,13 @@ class AptRepository:
         self, codename: str, ident: str, base: BaseIndex, patched: list[CatalogFile]
     ) -> Rendered:
         pool: dict[str, PoolFile] = {}
-        hidden: set[tuple[str, str]] = set()
+        hidden: set[tuple[str, str, str]] = set()
         own: dict[str, list[tuple[tuple[str, str, str], Hashable, bytes]]] = defaultdict(list)
         for f in patched:
             arch = str(f.attrs["architecture"])
-            hidden.add((f.package, arch))
+            # A patched build replaces the fallback of the upstream version it patches; when
+            # the upstream moves on, the newer fallback is listed again and apt follows it.
+            hidden.add((f.package, str(f.upstream_version), arch))
             for variant in ("original", "rootio"):
                 stanza = dict(f.attrs[f"{variant}_stanza"])
                 pool_file = PoolFile(
@@ -379,7 +392,7 @@ class AptRepository:
                 order = (stanza["Package"], stanza["Version"], arch)
                 for index_arch in INDEX_ARCHITECTURES:
                     if _listed_in(arch, index_arch):
-                        own[index_arch].append((order, (f.package, arch), text))
+                        own[index_arch].append((order, (f.package, f.version, arch), text))
         files: dict[str, IndexFile] = {}
         for index_arch in INDEX_ARCHITECTURES:
             chunks = [

@@ -8,8 +8,9 @@
    by the pusher renews it.
 3. A candidate is deleted from the blob store only if, inside the transaction that claims it,
    nothing uses the digest: no link, manifest or reference in any repository, no catalog file of
-   another ecosystem, no cached upstream page. A push that links the digest meanwhile deletes the
-   same candidate row first, so the two serialise on it and the blob survives.
+   another ecosystem, no cached upstream page or verified upstream file. A push that links the
+   digest meanwhile deletes the same candidate row first, so the two serialise on it and the
+   blob survives.
 """
 
 from __future__ import annotations

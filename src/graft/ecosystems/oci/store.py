@@ -28,6 +28,7 @@ from graft.db.models import (
     OciReference,
     OciRepository,
     OciTag,
+    UpstreamFile,
     UpstreamPage,
     utcnow,
 )
@@ -461,6 +462,7 @@ class MetaStore:
                     | exists().where(OciReference.digest == digest)
                     | exists().where(CatalogArtifact.digest == digest)
                     | exists().where(UpstreamPage.digest == digest)
+                    | exists().where(UpstreamFile.digest == digest)
                 )
             )
             if in_use:
