@@ -31,29 +31,36 @@ def _prepare_metrics_dir(settings: Settings) -> None:
 
 def run_server(settings: Settings) -> None:
     _prepare_metrics_dir(settings)
-    blob_server = _start_blob_server(settings)
+    blob_servers = _start_blob_server(settings)
     try:
         _run_asgi(settings)
     finally:
-        if blob_server is not None:
-            blob_server.terminate()
-            blob_server.join(timeout=10)
+        for proc in blob_servers:
+            proc.terminate()
+        for proc in blob_servers:
+            proc.join(timeout=10)
 
 
-def _start_blob_server(settings: Settings) -> multiprocessing.process.BaseProcess | None:
+def _start_blob_server(settings: Settings) -> list[multiprocessing.process.BaseProcess]:
+    """One blob server process per worker, sharing the port (SO_REUSEPORT): the kernel spreads
+    connections over them, as nginx's worker processes do."""
     if settings.blob_server_port is None:
-        return None
+        return []
     from graft.blobs.urls import load_or_create_key
     from graft.blobserver import run_blob_server
 
     load_or_create_key(settings.keys_dir)  # before any worker or the blob server reads it
-    # spawn, not fork: a fresh interpreter with its own (plain asyncio) event loop
-    proc = multiprocessing.get_context("spawn").Process(
-        target=run_blob_server, name="graft-blob-server", daemon=True
-    )
-    proc.start()
-    _wait_listening(proc, settings.host, settings.blob_server_port)
-    return proc
+    procs: list[multiprocessing.process.BaseProcess] = []
+    for n in range(settings.workers):
+        # spawn, not fork: a fresh interpreter with its own (plain asyncio) event loop
+        proc = multiprocessing.get_context("spawn").Process(
+            target=run_blob_server, name=f"graft-blob-server-{n + 1}", daemon=True
+        )
+        proc.start()
+        procs.append(proc)
+    for started in procs:
+        _wait_listening(started, settings.host, settings.blob_server_port)
+    return procs
 
 
 def _wait_listening(proc: multiprocessing.process.BaseProcess, host: str, port: int) -> None:
