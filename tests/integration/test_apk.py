@@ -215,6 +215,7 @@ def test_garbage_wrong_token_unknown_release(graft: GraftServer) -> None:
         f"{graft.url}/alpine/{RELEASE}/{ARCH}/APKINDEX.tar.gz", auth=("root", "graft_x")
     )
     assert bad.status_code == 401
+    assert bad.text.endswith("token\n")  # whole lines for clients that print the body
     unknown = httpx.get(
         f"{graft.url}/alpine/2.0/{ARCH}/APKINDEX.tar.gz", auth=("root", graft.token)
     )
