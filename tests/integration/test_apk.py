@@ -195,6 +195,7 @@ def test_cli_publish_apk(graft: GraftServer, tmp_path: Path) -> None:
     ("version", "needle"),
     [
         ("8.4.0-r0.root.io.1", "not a valid apk version"),
+        ("1.3.1~0abc-r10071", "not a valid apk version for apk-tools 2.14"),
         ("8.9.1-r2", "pkgrel is the upstream pkgrel followed by 007"),
         ("9.9.9-r10071", "not in the upstream Alpine"),
     ],
@@ -214,6 +215,7 @@ def test_garbage_wrong_token_unknown_release(graft: GraftServer) -> None:
         f"{graft.url}/alpine/{RELEASE}/{ARCH}/APKINDEX.tar.gz", auth=("root", "graft_x")
     )
     assert bad.status_code == 401
+    assert bad.text.endswith("token\n")  # whole lines for clients that print the body
     unknown = httpx.get(
         f"{graft.url}/alpine/2.0/{ARCH}/APKINDEX.tar.gz", auth=("root", graft.token)
     )

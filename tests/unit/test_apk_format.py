@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graft.ecosystems.apk import versions
 from graft.ecosystems.apk.apkindex import (
@@ -174,6 +177,56 @@ def test_index_signed_by_unknown_or_wrong_key_rejected(
         apk_verify.verify_index(blob, key.key_name, other_key.public_pem())
 
 
+@pytest.fixture(scope="module")
+def alpine_key() -> rsa.RSAPrivateKey:
+    """An upstream signer that is not an ApkKey: Alpine signs with its own tools."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+ALPINE_KEY = "alpine-devel@alpinelinux.org-6165ee59.rsa.pub"  # key names contain dots
+
+
+def _alpine_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize("scheme", ["RSA", "RSA256", "RSA512"])
+def test_upstream_index_signature_schemes(alpine_key: rsa.RSAPrivateKey, scheme: str) -> None:
+    text = b"C:Q1abc=\nP:zlib\nV:1.3.1-r1\nA:x86_64\nS:1\nI:1\nT:\nU:\nL:\n\n"
+    blob = apk_verify.signed_index(text, "main", [(scheme, ALPINE_KEY, alpine_key)])
+    trusted = load_public_keys({ALPINE_KEY: _alpine_pem(alpine_key)})
+    assert read_signed_index(blob, trusted) == text
+    # a signature whose hash is not the one its name says does not verify
+    wrong = "RSA256" if scheme == "RSA" else "RSA"
+    broken = apk_verify.signed_index(
+        text, "main", [(scheme, ALPINE_KEY, alpine_key)], hash_as=wrong
+    )
+    with pytest.raises(ApkUntrusted):
+        read_signed_index(broken, trusted)
+
+
+def test_upstream_index_with_several_signatures(
+    alpine_key: rsa.RSAPrivateKey, other_key: ApkKey
+) -> None:
+    text = b"P:zlib\nV:1.3.1-r1\n\n"
+    unknown = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    blob = apk_verify.signed_index(
+        text,
+        "main",
+        [("RSA", "retired.rsa.pub", unknown), ("RSA256", ALPINE_KEY, alpine_key)],
+    )
+    # one good signature from a trusted key is enough; untrusted ones are passed over
+    assert read_signed_index(blob, load_public_keys({ALPINE_KEY: _alpine_pem(alpine_key)})) == text
+    with pytest.raises(ApkUntrusted, match=re.escape("retired.rsa.pub (RSA)")):
+        read_signed_index(blob, load_public_keys({other_key.key_name: other_key.public_pem()}))
+    index = apk_verify.gzip_members(blob)[1].raw
+    dsa_only = gzip.compress(apk_verify.tar_segment([(".SIGN.DSA.old.pub", b"x")])) + index
+    with pytest.raises(ApkUntrusted, match=re.escape("no .SIGN.RSA")):
+        read_signed_index(dsa_only, load_public_keys({ALPINE_KEY: _alpine_pem(alpine_key)}))
+
+
 def test_unsigned_index_rejected(key: ApkKey, upstream: bytes) -> None:
     blob = build_signed_index(render_apkindex(_entries(key, upstream)), "d", key)
     member2 = blob[len(apk_verify.gzip_members(blob)[0].raw) :]
@@ -225,7 +278,7 @@ def test_rootio_copy(key: ApkKey, other_key: ApkKey, upstream: bytes) -> None:
 
 def test_built_apk_data_and_checksums(other_key: ApkKey, upstream: bytes) -> None:
     pkg = read_apk(upstream)
-    assert set(pkg.signatures) == {other_key.key_name}
+    assert [(s.scheme, s.key_name) for s in pkg.signatures] == [("RSA", other_key.key_name)]
     checked = apk_verify.verify_apk(upstream, other_key.key_name, other_key.public_pem())
     names = [(f.name, f.typeflag, f.mode) for f in checked.files]
     assert names == [

@@ -51,3 +51,34 @@ def test_patched_build_sorts_after_its_upstream_and_before_the_next_version() ->
     # (so `apk upgrade` keeps it), below the next upstream version.
     ordered = ["8.9.1-r1", "8.9.1-r2", "8.9.1-r10071", "8.9.1-r10072", "8.9.2-r0"]
     assert sorted(reversed(ordered), key=versions.sort_key) == ordered
+
+
+# Results of `apk version -c` from apk-tools 2.14.10 (the apk of Alpine 3.18 to 3.22), recorded
+# when the rule was written; every one is valid by apk 3's rules.
+APK2_CHECKED = [
+    ("8.9.1-r10071", True),
+    ("0.1_git20240101_pre1", True),
+    ("1." + "9" * 17, True),
+    ("1." + "0" * 19 + "1", True),  # 2.14 sets the leading zeros apart before counting
+    ("0.1_pre2~1234abcd", False),  # apk 2.14 has no ~<commit hash>
+    ("1.0~abc-r10071", False),
+    ("1." + "9" * 18, False),  # 2.14: numbers of 18 digits or more are invalid
+    ("1" * 18, False),
+    ("1.0_p" + "1" * 18, False),
+    ("1.0-r" + "1" * 18, False),
+    ("1." + "0" * 3 + "1" * 17, False),
+]
+
+
+@pytest.mark.parametrize(("version", "valid"), APK2_CHECKED)
+def test_valid_for_apk_tools_2(version: str, valid: bool) -> None:
+    assert versions.is_valid(version)
+    assert versions.is_valid_apk2(version) is valid
+
+
+def test_apk2_validity_is_stricter_than_apk3_on_the_vectors() -> None:
+    table = rows("apk-valid.tsv")
+    assert [v for v, _ in table if versions.is_valid_apk2(v) and not versions.is_valid(v)] == []
+    assert [v for v, ok in table if ok == "true" and not versions.is_valid_apk2(v)] == [
+        "0.1_pre2~1234abcd"
+    ]

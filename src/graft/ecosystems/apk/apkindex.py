@@ -1,10 +1,12 @@
 """APKINDEX.tar.gz (apk v2 repository index): render, sign, parse and verify.
 
 The file is two concatenated gzip members. Member 1 is a tar segment (no end-of-archive
-blocks) holding one `.SIGN.RSA.<key name>` entry: an RSA PKCS#1 v1.5 SHA1 signature over the
-raw compressed bytes of member 2. Member 2 is a complete tar with `DESCRIPTION` and
-`APKINDEX`. Because tar segments lack the end blocks, `tar xzf` sees one archive; apk instead
-hashes each gzip member separately, so the member boundaries are part of the format.
+blocks) holding `.SIGN.<scheme>.<key name>` entries: RSA PKCS#1 v1.5 signatures over the raw
+compressed bytes of member 2, with SHA1 for scheme `RSA` (what Graft writes) or SHA-256 /
+SHA-512 for `RSA256` / `RSA512` (which apk 2.14 reads too, and newer upstream indexes may use).
+Member 2 is a complete tar with `DESCRIPTION` and `APKINDEX`. Because tar segments lack the
+end blocks, `tar xzf` sees one archive; apk instead hashes each gzip member separately, so the
+member boundaries are part of the format.
 
 The helpers for gzip members and tar segments live here and are shared with `apks.py`.
 """
@@ -15,7 +17,8 @@ import gzip
 import io
 import tarfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -24,7 +27,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from graft.ecosystems.apk.keys import ApkKey
 from graft.errors import GraftError
 
-SIGN_PREFIX = ".SIGN.RSA."
+SIGN_PREFIX = ".SIGN.RSA."  # the scheme Graft signs with
+# The RSA schemes apk-tools 2.14 verifies, by the hash they sign (its DSA one nobody uses).
+SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "RSA": hashes.SHA1,
+    "RSA256": hashes.SHA256,
+    "RSA512": hashes.SHA512,
+}
 END_OF_ARCHIVE = b"\0" * 1024
 # Inflated size cap for one member we parse (signature, control, index): Alpine's largest
 # APKINDEX is a few tens of MB.
@@ -147,37 +156,46 @@ def signature_member(signature: bytes, key_name: str) -> bytes:
     return gzip_member(tar_entry(SIGN_PREFIX + key_name, signature))
 
 
-def signatures_in(content: bytes) -> dict[str, bytes] | None:
-    """{key name: signature} if this member is a signature segment, else None."""
+@dataclass(frozen=True, slots=True)
+class Signature:
+    scheme: str  # a key of SIGNATURE_HASHES
+    key_name: str  # the file name in /etc/apk/keys
+    data: bytes
+
+
+def signatures_in(content: bytes) -> list[Signature] | None:
+    """The RSA signatures in this member if it is a signature segment, else None."""
     entries = read_tar(content)
     if not entries or not all(info.name.startswith(".SIGN.") for info, _ in entries):
         return None
-    return {
-        info.name[len(SIGN_PREFIX) :]: data
-        for info, data in entries
-        if info.name.startswith(SIGN_PREFIX)  # RSA256/RSA512/DSA variants: not ours to check
-    }
+    out: list[Signature] = []
+    for info, data in entries:
+        # key names contain dots (alpine-devel@alpinelinux.org-6165ee59.rsa.pub), schemes don't
+        scheme, _, key_name = info.name.removeprefix(".SIGN.").partition(".")
+        if scheme in SIGNATURE_HASHES and key_name:  # DSA and unknown schemes: skipped
+            out.append(Signature(scheme, key_name, data))
+    return out
 
 
-def verify_sha1(
-    signatures: Mapping[str, bytes], signed: bytes, keys: Mapping[str, rsa.RSAPublicKey]
+def verify_signature(
+    signatures: Sequence[Signature], signed: bytes, keys: Mapping[str, rsa.RSAPublicKey]
 ) -> str:
     """The name of the trusted key whose signature over `signed` verifies; else ApkUntrusted.
 
     Like apk, one good signature from a trusted key is enough.
     """
     if not signatures:
-        raise ApkUntrusted("no .SIGN.RSA signature")
-    for name, sig in signatures.items():
-        key = keys.get(name)
+        raise ApkUntrusted("no .SIGN.RSA, .SIGN.RSA256 or .SIGN.RSA512 signature")
+    for sig in signatures:
+        key = keys.get(sig.key_name)
         if key is None:
             continue
         try:
-            key.verify(sig, signed, padding.PKCS1v15(), hashes.SHA1())
+            key.verify(sig.data, signed, padding.PKCS1v15(), SIGNATURE_HASHES[sig.scheme]())
         except InvalidSignature:
             continue
-        return name
-    names = ", ".join(sorted(signatures))
+        return sig.key_name
+    names = ", ".join(sorted(f"{s.key_name} ({s.scheme})" for s in signatures))
     raise ApkUntrusted(f"no valid signature from a trusted key (signed by: {names})")
 
 
@@ -239,7 +257,7 @@ def build_signed_index(apkindex: bytes, description: str, key: ApkKey) -> bytes:
 
 def read_signed_index(blob: bytes, keys: Mapping[str, rsa.RSAPublicKey]) -> bytes:
     """The APKINDEX text of a signed index, after checking its signature; else ApkUntrusted."""
-    signatures: dict[str, bytes] = {}
+    signatures: list[Signature] = []
     index: tuple[bytes, bytes] | None = None
     try:
         for raw, content in iter_gzip_members(blob):
@@ -248,14 +266,14 @@ def read_signed_index(blob: bytes, keys: Mapping[str, rsa.RSAPublicKey]) -> byte
                 raise ApkUntrusted("unsigned data after the signed index")
             found = signatures_in(content)
             if found is not None:
-                signatures.update(found)
+                signatures.extend(found)
             else:
                 index = (raw, content)
     except ApkFormatError as exc:
         raise ApkUntrusted(f"unreadable index: {exc.message}") from exc
     if index is None:
         raise ApkUntrusted("index has no content after its signature")
-    verify_sha1(signatures, index[0], keys)
+    verify_signature(signatures, index[0], keys)
     try:
         files = {info.name: data for info, data in read_tar(index[1])}
     except ApkFormatError as exc:

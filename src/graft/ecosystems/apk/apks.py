@@ -25,13 +25,14 @@ from graft.ecosystems.apk.apkindex import (
     END_OF_ARCHIVE,
     ApkFormatError,
     ApkUntrusted,
+    Signature,
     gzip_member,
     next_gzip_member,
     read_tar,
     signature_member,
     signatures_in,
     tar_entry,
-    verify_sha1,
+    verify_signature,
 )
 from graft.ecosystems.apk.keys import ApkKey
 
@@ -86,7 +87,7 @@ class ApkPackage:
     pkginfo: PkgInfo
     control_gz: bytes
     data_gz: bytes
-    signatures: dict[str, bytes]
+    signatures: tuple[Signature, ...]
     size: int  # of the whole .apk file, the index's S:
 
     @property
@@ -142,14 +143,14 @@ def render_pkginfo(fields: Mapping[str, str | Sequence[str]]) -> bytes:
 def read_apk(blob: bytes) -> ApkPackage:
     """Split a .apk into its members. Checks no signature: use `verify_apk` for a package file
     on its own, or trust it through a verified index whose C: equals `checksum`."""
-    signatures: dict[str, bytes] = {}
+    signatures: list[Signature] = []
     pos = 0
     while True:
         end, content = next_gzip_member(blob, pos)
         found = signatures_in(content)
         if found is None:
             break
-        signatures.update(found)
+        signatures.extend(found)
         pos = end
     control_gz = blob[pos:end]
     entries = read_tar(content)
@@ -164,7 +165,7 @@ def read_apk(blob: bytes) -> ApkPackage:
     data_gz = blob[end:]
     if not data_gz:
         raise ApkFormatError("package has no data segment")
-    return ApkPackage(pkginfo, control_gz, data_gz, signatures, len(blob))
+    return ApkPackage(pkginfo, control_gz, data_gz, tuple(signatures), len(blob))
 
 
 def verify_apk(blob: bytes, keys: Mapping[str, rsa.RSAPublicKey]) -> ApkPackage:
@@ -174,7 +175,7 @@ def verify_apk(blob: bytes, keys: Mapping[str, rsa.RSAPublicKey]) -> ApkPackage:
         pkg = read_apk(blob)
     except ApkFormatError as exc:
         raise ApkUntrusted(f"unreadable package: {exc.message}") from exc
-    verify_sha1(pkg.signatures, pkg.control_gz, keys)
+    verify_signature(pkg.signatures, pkg.control_gz, keys)
     if pkg.pkginfo.get("datahash") != [hashlib.sha256(pkg.data_gz).hexdigest()]:
         raise ApkUntrusted("package data does not match its signed datahash")
     return pkg

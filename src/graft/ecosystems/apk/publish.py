@@ -38,6 +38,12 @@ async def publish_apk(
         raise InvalidInput(f"architecture {arch!r} is not served; use {', '.join(ARCHITECTURES)}")
     if not versions.is_valid(version):
         raise InvalidInput(f"{version!r} is not a valid apk version (apk would ignore it)")
+    if not versions.is_valid_apk2(version):
+        # every served release (3.18-3.22) ships apk-tools 2.14
+        raise InvalidInput(
+            f"{version!r} is not a valid apk version for apk-tools 2.14, the apk of Alpine "
+            "3.18 to 3.22 (no ~<commit hash>, numbers of at most 17 digits)"
+        )
     marker = patch_marker(version)
     if marker is None:
         raise InvalidInput(

@@ -5,6 +5,13 @@ compared token by token: numbers numerically (but as text when either has a lead
 letters by character, suffixes in the order below; when one version runs out first, the longer
 one is newer unless its next token is a pre-release suffix. Validation and fuzzy matching (`~`)
 follow the same tokenizer. No Python library implements these rules.
+
+These are apk-tools 3's rules (the shared vectors come from apk-tools 3.0). apk-tools 2.14,
+the apk of Alpine 3.18 to 3.22, differs: it has no `~<hash>` part (such versions are invalid
+there and compare as if they ended before the `~`), caps numbers at 17 digits, and orders a
+number with leading zeros by how many zeros it has (more sorts lower), then by value, where
+apk 3 compares the digits as text (`8.2.0 < 8.2.001` in apk 3, `>` in 2.14).
+`is_valid_apk2` checks both rule sets.
 """
 
 from __future__ import annotations
@@ -110,7 +117,34 @@ def tokens(version: str) -> Iterator[Token]:
 
 
 def is_valid(version: str) -> bool:
+    """Valid by apk-tools 3's rules (the shared test vectors follow apk-tools 3.0)."""
     return all(t.kind != Tok.INVALID for t in tokens(version))
+
+
+# apk-tools 2.x reads a number into an int64 and refuses one of 18 digits or more.
+APK2_MAX_DIGITS = 17
+
+
+def is_valid_apk2(version: str) -> bool:
+    """Valid for apk-tools 3 and for apk-tools 2.14 too, the apk of Alpine 3.18 to 3.22.
+
+    apk 2.14 does not know the `~<hash>` part (it rejects the version) and refuses numbers of
+    18 or more digits; after a dot it first sets the leading zeros but the last one apart, so
+    only the rest counts there. Its other rules accept more than apk 3 does, never less. A
+    version apk 2.14 rejects is dropped from `provides`/`depends` and cannot be pinned, so a
+    patched build served to 3.18-3.22 clients must pass both.
+    """
+    for tok in tokens(version):
+        if tok.kind in (Tok.INVALID, Tok.COMMIT_HASH):
+            return False
+        digits = tok.text
+        if tok.kind == Tok.DIGIT and digits.startswith("0"):
+            digits = "0" + digits.lstrip("0")
+        if tok.kind in (Tok.INITIAL_DIGIT, Tok.DIGIT, Tok.SUFFIX_NO, Tok.REVISION_NO) and (
+            len(digits) > APK2_MAX_DIGITS
+        ):
+            return False
+    return True
 
 
 def _cmp_token(a: Token, b: Token) -> int:
