@@ -78,4 +78,5 @@ def run_blob_server(settings: Settings | None = None) -> None:
         access_log=None,
         print=None,
         handle_signals=True,
+        reuse_port=True,  # `graft serve --workers N` runs N of these on one port
     )

@@ -81,6 +81,27 @@ def test_large_download_redirects_to_a_signed_url(
     assert httpx.get(url).status_code == 401
 
 
+def test_one_connection_carries_several_downloads(
+    blob_graft: GraftServer, wheels: dict[str, Path]
+) -> None:
+    # The body goes out from a thread straight to the socket: the connection must stay usable
+    # for the next request (whole, ranged, whole again) on the same keep-alive connection.
+    location = httpx.get(
+        file_url(blob_graft, wheels["big"], BIG), auth=("rootio", blob_graft.token)
+    ).headers["location"]
+    data = wheels["big"].read_bytes()
+    with httpx.Client(limits=httpx.Limits(max_connections=1)) as client:
+        for headers, want in (
+            ({}, data),
+            ({"Range": f"bytes={len(data) - 1000}-"}, data[-1000:]),
+            ({"Range": "bytes=0-0"}, data[:1]),
+            ({}, data),
+        ):
+            r = client.get(location, headers=headers)
+            assert r.status_code == (206 if headers else 200)
+            assert int(r.headers["content-length"]) == len(want) and r.content == want
+
+
 def test_small_downloads_stay_on_the_main_port(
     blob_graft: GraftServer, wheels: dict[str, Path]
 ) -> None:
