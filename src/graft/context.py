@@ -34,6 +34,34 @@ log = logging.getLogger("graft")
 PRINCIPAL_KEY = "graft.principal"
 
 
+def make_blob_store(settings: Settings, signer: BlobUrlSigner | None = None) -> BlobStore:
+    """The configured blob store (the S3 client library is imported only when used)."""
+    if settings.blob_store == "s3":
+        from graft.blobs.s3 import S3BlobStore
+
+        assert settings.s3_bucket is not None  # checked by the settings
+        key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+        return S3BlobStore(
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=key.get_secret_value() if key else None,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            addressing_style=settings.s3_addressing_style,
+            part_bytes=settings.s3_part_bytes,
+            presign=settings.s3_presign,
+            presign_endpoint_url=settings.s3_presign_endpoint_url,
+            redirect_min_bytes=settings.blob_redirect_min_bytes,
+            url_ttl_seconds=settings.blob_url_ttl_seconds,
+        )
+    return FilesystemBlobStore(
+        settings.effective_blob_dir,
+        url_signer=signer,
+        redirect_min_bytes=settings.blob_redirect_min_bytes,
+    )
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -70,11 +98,7 @@ class AppContext:
                 public_url=settings.blob_server_url,
                 ttl=settings.blob_url_ttl_seconds,
             )
-        blobs = FilesystemBlobStore(
-            settings.effective_blob_dir,
-            url_signer=signer,
-            redirect_min_bytes=settings.blob_redirect_min_bytes,
-        )
+        blobs = make_blob_store(settings, signer)
         timeout = settings.upstream_timeout_seconds
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -150,6 +174,7 @@ class AppContext:
         await self.http.aclose()
         await self.usage.stop()
         await self.flush_last_used()
+        await self.blobs.close()
         await self.db.dispose()
 
     async def flush_last_used(self) -> None:
