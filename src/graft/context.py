@@ -21,6 +21,7 @@ from graft.accounts.service import AccountService
 from graft.blobs import BlobStore, FilesystemBlobStore
 from graft.blobs.urls import BlobUrlSigner, load_or_create_key
 from graft.catalog import CatalogService
+from graft.cluster import Cluster
 from graft.db import Database
 from graft.errors import Forbidden, Unauthorized
 from graft.responses import BASIC_CHALLENGE
@@ -37,7 +38,12 @@ PRINCIPAL_KEY = "graft.principal"
 def make_blob_store(settings: Settings, signer: BlobUrlSigner | None = None) -> BlobStore:
     """The configured blob store (the S3 client library is imported only when used)."""
     if settings.blob_store == "s3":
-        from graft.blobs.s3 import S3BlobStore
+        try:
+            from graft.blobs.s3 import S3BlobStore
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise RuntimeError(
+                "blob_store = 's3' needs the S3 client: pip install 'graft[s3]'"
+            ) from exc
 
         assert settings.s3_bucket is not None  # checked by the settings
         key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
@@ -75,6 +81,8 @@ class AppContext:
     pages: PageCache
     fetcher: ArtifactFetcher
     catalog: CatalogService
+    #: what replicas agree on: invalidation messages and cluster-wide locks
+    cluster: Cluster
     #: background jobs an ecosystem registers (see `add_periodic`): [interval, last run, job]
     periodic: list[tuple[float, list[float], Callable[[], Awaitable[object]]]] = field(
         default_factory=list
@@ -105,6 +113,7 @@ class AppContext:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"User-Agent": f"graft/{__version__}"},
         )
+        cluster = Cluster(db)
         return cls(
             settings=settings,
             db=db,
@@ -118,8 +127,11 @@ class AppContext:
                 buffer_bytes=settings.upstream_buffer_bytes,
                 max_bytes=settings.max_upload_bytes,
                 db=db,
+                lock=cluster.lock,
+                lock_wait=timeout,
             ),
             catalog=CatalogService(db),
+            cluster=cluster,
             accounts=accounts,
             auth=Authenticator(
                 accounts.resolve,
@@ -160,6 +172,9 @@ class AppContext:
         return principal
 
     async def start(self) -> None:
+        self.cluster.subscribe("tokens", lambda _payload: self.auth.forget())
+        self.cluster.subscribe("catalog", self.catalog.on_announced)
+        await self.cluster.start()
         await self.upstreams.load()
         await self.usage.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
@@ -175,6 +190,7 @@ class AppContext:
         await self.usage.stop()
         await self.flush_last_used()
         await self.blobs.close()
+        await self.cluster.stop()
         await self.db.dispose()
 
     async def flush_last_used(self) -> None:

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(
         None, description="Filesystem blob store; default <data_dir>/blobs"
     )
+    keys_path: Path | None = Field(
+        None,
+        description="Directory of the signing keys (APT, APK, registry tokens, download "
+        "links); default <data_dir>/keys. Replicas must share the same keys: mount one "
+        "Secret here.",
+    )
     public_url: str | None = Field(
         None, description="Base URL clients use to reach Graft (for absolute links)."
     )
@@ -252,6 +258,8 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().resolve()
         if self.blob_dir is not None:
             self.blob_dir = self.blob_dir.expanduser().resolve()
+        if self.keys_path is not None:
+            self.keys_path = self.keys_path.expanduser().resolve()
         return self
 
     # -- derived values -------------------------------------------------------------------
@@ -267,7 +275,7 @@ class Settings(BaseSettings):
 
     @property
     def keys_dir(self) -> Path:
-        return self.data_dir / "keys"
+        return self.keys_path or self.data_dir / "keys"
 
     def masked(self) -> dict[str, Any]:
         """The configuration as `graft config show` prints it: secrets masked."""
