@@ -286,7 +286,8 @@ def test_a_revoked_token_is_refused_by_the_other_replica_at_once(cluster: Cluste
 
 def test_apt_installs_through_the_other_replica(cluster: Cluster, tmp_path: Path) -> None:
     repo, upstream_url = cluster.debian
-    deb = build_deb(tmp_path, DebSpec("curlish", "7.88.1-10+deb12u8.graft.1", content=b"patched\n"))
+    content = b"#!/bin/sh\n# " + random.Random(9).randbytes(16 << 10).hex().encode()  # > 1 KiB
+    deb = build_deb(tmp_path, DebSpec("curlish", "7.88.1-10+deb12u8.graft.1", content=content))
     with deb.open("rb") as fh:
         r = httpx.post(
             f"{cluster.a.url}/debian/{BOOKWORM}/upload",
