@@ -16,7 +16,9 @@ Measurements, warm caches, alternating servers round by round:
    checked first (a 200 listing the 40 versions, tarball URLs on the server itself);
 2. tarball: `wrk -t2 -c4 -d10s` on the 64 MiB tarball, MB/s = wrk's Transfer/sec; each
    copy is downloaded and sha512-checked first, and nginx's access log shows that Graft did
-   not go upstream during the runs.
+   not go upstream during the runs. Graft runs without and with its zero-copy blob server
+   (`--blob-server off|on|both`); with it the tarball answers 302 to a signed URL, which npm
+   follows and wrk, following no redirect, is pointed at directly.
 
     .venv/bin/python bench/npm.py                  # Graft with 2 workers
     .venv/bin/python bench/npm.py --workers 2 1    # and with 1
@@ -272,6 +274,7 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     is_graft: bool = False
     packument_bytes: int = 0
+    blob_server: bool = False  # the tarball answers 302 to the zero-copy blob server
 
 
 def check(client: httpx.Client, t: Target, data: Dataset) -> None:
@@ -469,6 +472,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--peers-dir", type=Path, default=Path.home() / ".cache" / "graft-bench")
     p.add_argument("--no-verdaccio", action="store_true")
+    p.add_argument(
+        "--blob-server",
+        choices=("off", "on", "both"),
+        default="both",
+        help="run Graft without and/or with --blob-port (the zero-copy blob server)",
+    )
     p.add_argument("--no-json", action="store_true")
     return p.parse_args(argv)
 
@@ -485,21 +494,29 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
     targets = []
     big = f"{BIG}-1.0.0.tgz"
     skipped = {}
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.blob_server]
     for workers in args.workers:
-        upstream = [{"ecosystem": "npm", "name": "up", "url": f"{nginx.base_url}/"}]
-        settings = {"upstream": json.dumps(upstream), "access_log": "true"}
-        srv = stack.enter_context(GraftServer(server="granian", workers=workers, settings=settings))
-        token = make_read_token(srv)
-        targets.append(
-            Target(
-                f"graft ({workers} worker{'s' if workers > 1 else ''})",
-                srv,
-                f"{srv.base_url}/npm/{PACKAGE}",
-                f"{srv.base_url}/npm/{BIG}/-/{big}",
-                {"Authorization": f"Bearer {token}"},
-                is_graft=True,
+        for blob_server in modes:
+            upstream = [{"ecosystem": "npm", "name": "up", "url": f"{nginx.base_url}/"}]
+            settings = {"upstream": json.dumps(upstream), "access_log": "true"}
+            if blob_server:
+                settings |= {"blob_server_port": str(free_port()), "blob_url_ttl_seconds": "3600"}
+            srv = stack.enter_context(
+                GraftServer(server="granian", workers=workers, settings=settings)
             )
-        )
+            token = make_read_token(srv)
+            name = f"graft ({workers} worker{'s' if workers > 1 else ''}"
+            targets.append(
+                Target(
+                    name + (", blob server)" if blob_server else ")"),
+                    srv,
+                    f"{srv.base_url}/npm/{PACKAGE}",
+                    f"{srv.base_url}/npm/{BIG}/-/{big}",
+                    {"Authorization": f"Bearer {token}"},
+                    is_graft=True,
+                    blob_server=blob_server,
+                )
+            )
     if not args.no_verdaccio:
         try:
             v = start_verdaccio(workdir, data, args.peers_dir)
@@ -514,11 +531,16 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]
         "nginx", nginx, f"{nginx.base_url}/{PACKAGE}", f"{nginx.base_url}/tarballs/{big}"
     )
     print("== checking answers and warming caches", file=sys.stderr, flush=True)
-    with httpx.Client(timeout=120.0) as client:
+    with httpx.Client(timeout=120.0, follow_redirects=True) as client:
         for t in [*targets, nginx_target]:
             if t is not nginx_target:
                 check(client, t, data)
                 check(client, t, data)  # the second time from the cache
+            if t.blob_server:  # npm follows the 302; wrk does not, so it gets the signed URL
+                hop = client.get(t.tarball_url, headers=t.headers, follow_redirects=False)
+                if hop.status_code != 302:
+                    raise BenchError(f"{t.name}: expected a 302, got {hop.status_code}")
+                t.tarball_url = hop.headers["location"]
     nginx_log = AccessLog(workdir / "nginx-access.log")
     packuments: list[Cell] = []
     tarballs: list[Cell] = []

@@ -4,11 +4,15 @@
 - One image: a 64 MiB random layer, a small config, an OCI manifest; pushed to distribution
   (no auth, its default logging) and to Graft (publish token; access log on).
 - nginx (worker_processes 2, sendfile) serves the same 64 MiB blob file: the limit.
-- blob: `wrk -t2 -c4 -d10s` GET of the layer; MB/s = wrk's Transfer/sec.
+- blob: `wrk -t2 -c4 -d10s` GET of the layer; MB/s = wrk's Transfer/sec. Graft runs without
+  and with its zero-copy blob server (`--blob-server off|on|both`); with it a layer GET answers
+  302 to a signed URL, which clients follow (skopeo does in tests/integration/test_oci_skopeo.py)
+  and wrk, following no redirect, is pointed at directly.
 - manifests: `wrk -t2 -c64 -d10s --latency` GET of the manifest by tag with the Accept header
   docker sends; Graft with Basic credentials (read token), distribution without auth.
 
-Run by hand on a quiet machine, under the exclusive lock:
+Servers are measured in turn, the order reversed every round (`--rounds`, default 3), and the
+mean reported. Run by hand on a quiet machine, under the exclusive lock:
 
     flock -x /tmp/graft-quiet.lock .venv/bin/python bench/oci.py --workers 2
 
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -212,98 +217,131 @@ def measure(
     return blob, manifest
 
 
+def signed_blob_url(url: str, headers: dict[str, str]) -> str:
+    """Where Graft's blob server redirects a layer GET (clients follow it; wrk does not)."""
+    r = httpx.get(url, headers=headers, follow_redirects=False, timeout=30)
+    if r.status_code != 302:
+        raise BenchError(f"expected a 302 to the blob server, got {r.status_code}")
+    return str(r.headers["location"])
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds, order alternated")
+    parser.add_argument(
+        "--blob-server",
+        choices=("off", "on", "both"),
+        default="both",
+        help="run Graft without and/or with --blob-port (the zero-copy blob server)",
+    )
     args = parser.parse_args()
     layer, config, manifest = build_image(args.size_mib << 20)
     layer_url = f"/v2/bench/app/blobs/{sha256(layer)}"
     manifest_url = "/v2/bench/app/manifests/latest"
-    rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="graft-bench-oci-") as tmp:
+    results: dict[str, list[tuple[WrkResult, WrkResult | None]]] = {}
+    with tempfile.TemporaryDirectory(prefix="graft-bench-oci-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         blob_file = workdir / "layer.bin"
         blob_file.write_bytes(layer)
-        peers: list[Proc] = []
-        try:
-            ng, ng_url = nginx(workdir, blob_file)
-            peers.append(ng)
-            dist, dist_url = distribution(workdir)
-            peers.append(dist)
-            push(dist_url, {}, [config, layer], manifest)
-            with GraftServer(server="granian", workers=args.workers) as graft:
-                admin = graft.cli(
-                    "token",
-                    "create",
-                    "--org",
-                    "demo",
-                    "--account",
-                    "admin",
-                    "--scope",
-                    "publish",
-                    "--json",
+        ng, ng_url = nginx(workdir, blob_file)
+        stack.callback(ng.stop)
+        dist, dist_url = distribution(workdir)
+        stack.callback(dist.stop)
+        push(dist_url, {}, [config, layer], manifest)
+        targets: list[tuple[str, tuple[str, str], object, dict[str, str]]] = [
+            ("nginx", (f"{ng_url}/layer", ""), ng, {}),
+            ("distribution", (dist_url + layer_url, dist_url + manifest_url), dist, {}),
+        ]
+        modes = {"off": [False], "on": [True], "both": [False, True]}[args.blob_server]
+        for blob_server in modes:
+            settings = {"access_log": "true"}
+            if blob_server:
+                settings |= {"blob_server_port": str(free_port()), "blob_url_ttl_seconds": "3600"}
+            graft = stack.enter_context(
+                GraftServer(server="granian", workers=args.workers, settings=settings)
+            )
+            admin = graft.cli(
+                "token", "create", "--org", "demo", "--account", "admin", "--scope", "publish",
+                "--json",
+            )  # fmt: skip
+            publish = json.loads(admin)["token"]
+            basic = "Basic " + base64.b64encode(f"rootio:{publish}".encode()).decode()
+            push(graft.base_url, {"Authorization": basic}, [config, layer], manifest)
+            read = make_read_token(graft)
+            auth = {"Authorization": "Basic " + base64.b64encode(f"r:{read}".encode()).decode()}
+            blob = graft.base_url + layer_url
+            if blob_server:
+                blob = signed_blob_url(blob, auth)
+            name = "graft, blob server" if blob_server else "graft"
+            targets.append((name, (blob, graft.base_url + manifest_url), graft, auth))
+        for _name, urls, _meter, headers in targets:  # warm up
+            run_wrk(urls[0], threads=1, connections=2, duration="2s", headers=headers)
+            if urls[1]:
+                run_wrk(
+                    urls[1],
+                    threads=2,
+                    connections=64,
+                    duration="2s",
+                    headers={**headers, "Accept": ACCEPT},
                 )
-                publish = json.loads(admin)["token"]
-                basic = "Basic " + base64.b64encode(f"rootio:{publish}".encode()).decode()
-                push(graft.base_url, {"Authorization": basic}, [config, layer], manifest)
-                read = make_read_token(graft)
-                auth = {"Authorization": "Basic " + base64.b64encode(f"r:{read}".encode()).decode()}
-                targets = [
-                    ("nginx", (f"{ng_url}/layer", ""), ng, {}),
-                    ("distribution", (dist_url + layer_url, dist_url + manifest_url), dist, {}),
-                    (
-                        "graft",
-                        (graft.base_url + layer_url, graft.base_url + manifest_url),
-                        graft,
-                        auth,
-                    ),
-                ]
-                for _name, urls, _meter, headers in targets:  # warm up
-                    run_wrk(urls[0], threads=1, connections=2, duration="2s", headers=headers)
-                    if urls[1]:
-                        run_wrk(
-                            urls[1],
-                            threads=2,
-                            connections=64,
-                            duration="2s",
-                            headers={**headers, "Accept": ACCEPT},
-                        )
-                for name, urls, meter, headers in targets:
-                    blob, man = measure(name, urls[0], urls[1], meter, args, headers)
-                    rows.append(
-                        {
-                            "server": name,
-                            "blob_mb_s": round((blob.transfer_bytes_per_second or 0) / (1 << 20)),
-                            "blob_other_load": blob.other_cpu_cores,
-                            "manifest_rps": round(man.requests_per_second) if man else None,
-                            "manifest_p99_ms": man.p99_ms if man else None,
-                            "manifest_other_load": man.other_cpu_cores if man else None,
-                        }
-                    )
-        finally:
-            for peer in peers:
-                peer.stop()
-    by = {r["server"]: r for r in rows}
-    g, d, n = by["graft"], by["distribution"], by["nginx"]
-    print("| server | blob MB/s | other load | manifest GET/s | p99 ms | other load |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['server']} | {r['blob_mb_s']} | {r['blob_other_load']} | "
-            f"{r['manifest_rps'] or '-'} | {r['manifest_p99_ms'] or '-'} | "
-            f"{r['manifest_other_load'] if r['manifest_rps'] else '-'} |"
+        for round_ in range(args.rounds):
+            order = targets if round_ % 2 == 0 else targets[::-1]
+            for name, urls, meter, headers in order:
+                blob_r, man_r = measure(name, urls[0], urls[1], meter, args, headers)
+                results.setdefault(name, []).append((blob_r, man_r))
+                mb = (blob_r.transfer_bytes_per_second or 0) / (1 << 20)
+                line = f"   round {round_ + 1} {name:20} blob {mb:7.0f} MB/s"
+                if man_r is not None:
+                    line += f"  manifests {man_r.requests_per_second:8.0f}/s p99 {man_r.p99_ms} ms"
+                print(line, file=sys.stderr, flush=True)
+    rows: list[dict[str, object]] = []
+    for name, runs in results.items():
+        blobs = [(b.transfer_bytes_per_second or 0) / (1 << 20) for b, _ in runs]
+        mans = [m for _, m in runs if m is not None]
+        rows.append(
+            {
+                "server": name,
+                "blob_mb_s": round(_mean(blobs)),
+                "blob_runs": [round(b) for b in blobs],
+                "manifest_rps": round(_mean([m.requests_per_second for m in mans]))
+                if mans
+                else None,
+                "manifest_runs": [round(m.requests_per_second) for m in mans],
+                "manifest_p99_ms": round(_mean([m.p99_ms for m in mans]), 2) if mans else None,
+                "other_load": round(max(b.other_cpu_cores or 0 for b, _ in runs), 2),
+            }
         )
-    ratios = {
-        "blob_vs_distribution": round(float(g["blob_mb_s"]) / float(d["blob_mb_s"]), 2),  # type: ignore[arg-type]
-        "blob_vs_nginx": round(float(g["blob_mb_s"]) / float(n["blob_mb_s"]), 2),  # type: ignore[arg-type]
-        "manifest_vs_distribution": round(
-            float(g["manifest_rps"]) / float(d["manifest_rps"]),
-            2,  # type: ignore[arg-type]
-        ),
-    }
-    print(f"\nratios (graft, {args.workers} workers): {ratios}")
+    by = {str(r["server"]): r for r in rows}
+    print("| server | blob MB/s | runs | manifest GET/s | runs | p99 ms | max other load |")
+    print("|---|---:|---|---:|---|---:|---:|")
+    for r in rows:
+        runs_b = " / ".join(map(str, r["blob_runs"]))  # type: ignore[call-overload]
+        runs_m = " / ".join(map(str, r["manifest_runs"])) or "-"  # type: ignore[call-overload]
+        print(
+            f"| {r['server']} | {r['blob_mb_s']} | {runs_b} | {r['manifest_rps'] or '-'} | "
+            f"{runs_m} | {r['manifest_p99_ms'] or '-'} | {r['other_load']} |"
+        )
+    d, n = by["distribution"], by["nginx"]
+    ratios: dict[str, dict[str, float]] = {}
+    for name, g in by.items():
+        if not name.startswith("graft"):
+            continue
+        ratios[name] = {
+            "blob_vs_distribution": round(float(g["blob_mb_s"]) / float(d["blob_mb_s"]), 2),  # type: ignore[arg-type]
+            "blob_vs_nginx": round(float(g["blob_mb_s"]) / float(n["blob_mb_s"]), 2),  # type: ignore[arg-type]
+            "manifest_vs_distribution": round(
+                float(g["manifest_rps"]) / float(d["manifest_rps"]),  # type: ignore[arg-type]
+                2,
+            ),
+        }
+    print(f"\nratios ({args.workers} workers): {ratios}")
     path = write_json("oci", {"machine": machine_info(), "rows": rows, "ratios": ratios})
     print(f"written: {path}")
     return 0
