@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,19 @@ BIN = Path(sys.executable).parent
 BOOKWORM = "bookworm"
 SKOPEO = shutil.which("skopeo")
 BIG = 12 << 20  # more than two multipart parts of 5 MiB
+MAVEN = bool(shutil.which("mvn") and shutil.which("javac"))
+
+
+def _maven_tree(root: Path) -> Path:
+    """An upstream Maven repository holding com.example:demo-lib:1.0 (built with javac)."""
+    from tests.fixtures.maven_build import java_jar
+    from tests.fixtures.maven_repo import write_artifact
+
+    padding = random.Random(10).randbytes(8 << 10).hex()  # the jar is above the redirect size
+    source = {"demo/Hello.java": "package demo; public class Hello { public static int n() "
+              f'{{ return 7; }} static String pad = "{padding}"; }}'}  # fmt: skip
+    write_artifact(root, "com.example", "demo-lib", "1.0", jar=java_jar(root / "javac", source))
+    return root
 
 
 @dataclass
@@ -122,17 +136,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Itera
     noise_wheel(upstream_files, "bigdep", "1.0", BIG, seed=1)
     noise_wheel(upstream_files, "shared-dep", "1.0", 2 << 20, seed=2)
     repo = make_upstream_repo(root / "debian", BOOKWORM, [DebSpec("curlish", "7.88.1-10+deb12u8")])
-    with (
-        MotoServer(root / "moto") as moto,
-        SimpleIndex(upstream_files) as pypi,
-        StaticServer(repo.root) as apt_upstream,
-    ):
+    maven_tree = _maven_tree(root / "maven") if MAVEN else None
+    with ExitStack() as stack:
+        moto = stack.enter_context(MotoServer(root / "moto"))
+        pypi = stack.enter_context(SimpleIndex(upstream_files))
+        apt_upstream = stack.enter_context(StaticServer(repo.root))
         bucket = moto.new_bucket()
         upstream = [
             {"ecosystem": "pypi", "name": "pypi", "url": pypi.index_url},
             {"ecosystem": "debian", "name": "debian", "url": apt_upstream.url,
              "keyring": str(repo.keyring)},
         ]  # fmt: skip
+        if maven_tree is not None:
+            from tests.fixtures.maven_build import M2_STORE
+            from tests.fixtures.maven_repo import MavenRepo
+
+            maven = stack.enter_context(MavenRepo(maven_tree, computed=(M2_STORE,)))
+            upstream.append({"ecosystem": "maven", "name": "maven", "url": maven.url})
         settings: dict[str, object] = {
             **moto.settings(bucket),
             "database_url": pg_database,
@@ -344,6 +364,61 @@ def test_skopeo_pushes_to_one_and_pulls_from_the_other(cluster: Cluster, tmp_pat
     assert r.status_code in (302, 307) and r.headers["location"].startswith(cluster.moto.url)
 
 
+def test_npm_installs_through_the_other_replica_by_presigned_redirect(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from tests.fixtures.npm_clients import client, js_env, run
+    from tests.fixtures.npm_packages import make_package
+
+    noise = random.Random(8).randbytes(48 << 10).hex()  # a tarball above the redirect size
+    tgz = make_package(tmp_path / "pkg", "@corp/replicated", "1.0.0", files={"big.txt": noise})
+    cluster.a.cli("publish", "npm", str(tgz), "--url", cluster.a.url, "--token",
+                  cluster.token, "--private")  # fmt: skip
+    tarball = f"{cluster.b.url}/npm/@corp/replicated/-/replicated-1.0.0.tgz"
+    hop = httpx.get(tarball, auth=("", cluster.token))
+    assert hop.status_code == 302 and hop.headers["location"].startswith(cluster.moto.url)
+    proj = tmp_path / "app"
+    proj.mkdir()
+    manifest = {"name": "app", "version": "1.0.0", "private": True,
+                "dependencies": {"@corp/replicated": "1.0.0"}}  # fmt: skip
+    (proj / "package.json").write_text(json.dumps(manifest))
+    npmrc = cluster.b.cli("configure", "npm", "--url", cluster.b.url, "--token", cluster.token)
+    (proj / ".npmrc").write_text(npmrc.stdout)
+    env = js_env(tmp_path / "home")
+    run([*client("npm"), "install", "--no-audit"], env, proj)
+    installed = proj / "node_modules" / "@corp" / "replicated" / "big.txt"
+    assert installed.read_text() == noise
+
+
+@pytest.mark.skipif(not MAVEN, reason="mvn or javac is not installed")
+def test_maven_builds_through_a_replica_by_presigned_redirect(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from tests.fixtures.maven_build import Maven, require_maven, settings_xml, write_project
+
+    require_maven()
+    printed = cluster.b.cli("configure", "maven", "--url", cluster.b.url).stdout
+    mvn = Maven(tmp_path / "mvn", settings_xml(printed))
+    app = write_project(
+        tmp_path / "app", "com.example.app", "app", "1.0",
+        sources={"app/App.java": "package app; class App { int n = demo.Hello.n(); }"},
+        dependencies=(("com.example", "demo-lib", "1.0"),),
+    )  # fmt: skip
+    # Every plugin and the dependency are pulled through B into the object store, and Maven
+    # gets each of them (above 1 KiB) by following the redirect to a presigned URL.
+    assert "BUILD SUCCESS" in mvn.run(app, "compile", token=cluster.token).stdout
+    path = "com/example/demo-lib/1.0/demo-lib-1.0.jar"
+    assert (mvn.local_repo / path).is_file()
+    jar = httpx.get(f"{cluster.a.url}/maven/{path}", auth=("x", cluster.token))
+    assert jar.status_code == 302 and jar.headers["location"].startswith(cluster.moto.url)
+    plugin = httpx.get(
+        f"{cluster.b.url}/maven/org/apache/maven/plugins/maven-compiler-plugin/3.13.0/"
+        "maven-compiler-plugin-3.13.0.jar",
+        auth=("x", cluster.token),
+    )
+    assert plugin.status_code == 302 and plugin.headers["location"].startswith(cluster.moto.url)
+
+
 def test_apk_style_client_follows_the_redirect(cluster: Cluster, tmp_path: Path) -> None:
     """apk is not installable on this machine; curl does what apk 2.14 does with a download
     (follow 301/302/303 to another host, credentials not forwarded there)."""
@@ -476,3 +551,40 @@ def test_a_replica_killed_mid_pull_through_leaves_nothing_partial(
     assert asyncio.run(cleanup()) >= len(leftover)
     assert not set(cluster.uploads()) & leftover
     cluster.a.start()
+
+
+def test_a_replica_stopped_with_sigterm_writes_its_last_usage_batch(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Kubernetes stops a pod with SIGTERM: the usage events it still holds (here it would
+    write them only after an hour) are written before it exits, each counted once."""
+    from sqlalchemy import func, select
+
+    from graft.db import Database
+    from graft.db.models import LibraryEntry
+
+    wheel = noise_wheel(tmp_path, "usage-counted", "1.0", 4 << 10, seed=6)
+    cluster.a.cli("publish", "pypi", str(wheel), "--url", cluster.a.url, "--token",
+                  cluster.token, "--private")  # fmt: skip
+    c = GraftServer(tmp_path / "c", **{**cluster.settings, "usage_flush_seconds": 3600}).start()
+    url = f"{c.url}/pypi/files/usage-counted/{wheel.name}"
+    for _ in range(7):  # (a redirect to the store counts as a download too)
+        assert httpx.get(url, auth=("", cluster.token)).status_code == 302
+    assert c.proc is not None
+    c.proc.send_signal(signal.SIGTERM)
+    assert c.proc.wait(30) == 0, c.log()
+    c.proc = None
+
+    async def count() -> int | None:
+        db = Database(str(cluster.settings["database_url"]))
+        try:
+            async with db.session() as s:
+                return await s.scalar(
+                    select(func.sum(LibraryEntry.count)).where(
+                        LibraryEntry.package == "usage-counted"
+                    )
+                )
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(count()) == 7
