@@ -254,6 +254,10 @@ async def test_presigned_urls(moto: MotoServer) -> None:
         assert await plain.direct_url(big_digest, len(big), "text/plain", **kw) is None
         url = await store.direct_url(big_digest, len(big), "application/x-thing", **kw)
         assert url is not None and url.startswith(moto.url) and "X-Amz-Signature" in url
+        # reused for a quarter of its lifetime (presigning is the dearest part of a redirect)
+        assert await store.direct_url(big_digest, len(big), "application/x-thing", **kw) == url
+        other_type = await store.direct_url(big_digest, len(big), "text/plain", **kw)
+        assert other_type is not None and other_type != url
         async with httpx.AsyncClient() as client:
             r = await client.get(url)
             assert r.status_code == 200 and r.content == big

@@ -273,6 +273,7 @@ class S3BlobStore:
         # blob (garbage collection of unreferenced blobs), for at most `size_cache_seconds`.
         self._sizes: dict[str, tuple[int, float]] = {}
         self.size_cache_seconds = size_cache_seconds
+        self._presigned: dict[tuple[str, str], tuple[str, float]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     async def client(self, kind: str = "io") -> S3Client:
@@ -474,8 +475,15 @@ class S3BlobStore:
     ) -> str | None:
         if not self.presign or size < self.redirect_min_bytes:
             return None
+        # Presigning costs about as much CPU as the rest of a download request: a URL is
+        # reused for the first quarter of its lifetime, so a client always gets one that is
+        # valid for at least three quarters of url_ttl_seconds.
+        now = time.monotonic()
+        hit = self._presigned.get((digest, media_type))
+        if hit is not None and hit[1] > now:
+            return hit[0]
         client = await self.client("presign")
-        return await client.generate_presigned_url(
+        url = await client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -484,6 +492,10 @@ class S3BlobStore:
             },
             ExpiresIn=self.url_ttl_seconds,
         )
+        if len(self._presigned) >= 10_000:
+            self._presigned.clear()
+        self._presigned[(digest, media_type)] = (url, now + self.url_ttl_seconds / 4)
+        return url
 
     async def check(self) -> None:
         client = await self.client()
