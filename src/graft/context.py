@@ -21,6 +21,7 @@ from graft.accounts.service import AccountService
 from graft.blobs import BlobStore, FilesystemBlobStore
 from graft.blobs.urls import BlobUrlSigner, load_or_create_key
 from graft.catalog import CatalogService
+from graft.cluster import Cluster
 from graft.db import Database
 from graft.errors import Forbidden, Unauthorized
 from graft.responses import BASIC_CHALLENGE
@@ -32,6 +33,39 @@ from graft.usage import UsageRecorder
 
 log = logging.getLogger("graft")
 PRINCIPAL_KEY = "graft.principal"
+
+
+def make_blob_store(settings: Settings, signer: BlobUrlSigner | None = None) -> BlobStore:
+    """The configured blob store (the S3 client library is imported only when used)."""
+    if settings.blob_store == "s3":
+        try:
+            from graft.blobs.s3 import S3BlobStore
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise RuntimeError(
+                "blob_store = 's3' needs the S3 client: pip install 'graft[s3]'"
+            ) from exc
+
+        assert settings.s3_bucket is not None  # checked by the settings
+        key, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+        return S3BlobStore(
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=key.get_secret_value() if key else None,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            addressing_style=settings.s3_addressing_style,
+            part_bytes=settings.s3_part_bytes,
+            presign=settings.s3_presign,
+            presign_endpoint_url=settings.s3_presign_endpoint_url,
+            redirect_min_bytes=settings.blob_redirect_min_bytes,
+            url_ttl_seconds=settings.blob_url_ttl_seconds,
+        )
+    return FilesystemBlobStore(
+        settings.effective_blob_dir,
+        url_signer=signer,
+        redirect_min_bytes=settings.blob_redirect_min_bytes,
+    )
 
 
 @dataclass
@@ -47,6 +81,8 @@ class AppContext:
     pages: PageCache
     fetcher: ArtifactFetcher
     catalog: CatalogService
+    #: what replicas agree on: invalidation messages and cluster-wide locks
+    cluster: Cluster
     #: background jobs an ecosystem registers (see `add_periodic`): [interval, last run, job]
     periodic: list[tuple[float, list[float], Callable[[], Awaitable[object]]]] = field(
         default_factory=list
@@ -70,17 +106,14 @@ class AppContext:
                 public_url=settings.blob_server_url,
                 ttl=settings.blob_url_ttl_seconds,
             )
-        blobs = FilesystemBlobStore(
-            settings.effective_blob_dir,
-            url_signer=signer,
-            redirect_min_bytes=settings.blob_redirect_min_bytes,
-        )
+        blobs = make_blob_store(settings, signer)
         timeout = settings.upstream_timeout_seconds
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"User-Agent": f"graft/{__version__}"},
         )
+        cluster = Cluster(db)
         return cls(
             settings=settings,
             db=db,
@@ -94,8 +127,11 @@ class AppContext:
                 buffer_bytes=settings.upstream_buffer_bytes,
                 max_bytes=settings.max_upload_bytes,
                 db=db,
+                lock=cluster.lock,
+                lock_wait=timeout,
             ),
             catalog=CatalogService(db),
+            cluster=cluster,
             accounts=accounts,
             auth=Authenticator(
                 accounts.resolve,
@@ -136,6 +172,9 @@ class AppContext:
         return principal
 
     async def start(self) -> None:
+        self.cluster.subscribe("tokens", lambda _payload: self.auth.forget())
+        self.cluster.subscribe("catalog", self.catalog.on_announced)
+        await self.cluster.start()
         await self.upstreams.load()
         await self.usage.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
@@ -150,6 +189,8 @@ class AppContext:
         await self.http.aclose()
         await self.usage.stop()
         await self.flush_last_used()
+        await self.blobs.close()
+        await self.cluster.stop()
         await self.db.dispose()
 
     async def flush_last_used(self) -> None:

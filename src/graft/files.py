@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from graft.blobs import BlobStore, LocalFile, parse_digest
+from graft.blobs import BlobNotFound, BlobStore, LocalFile, parse_digest
 from graft.errors import NotFound
 from graft.responses import RawResponse
 
@@ -71,16 +71,24 @@ class _SmallBlobs:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
 
-    def get(self, digest: str, local: LocalFile) -> bytes:
+    def cached(self, digest: str) -> bytes | None:
         data = self._items.get(digest)
         if data is not None:
             self._items.move_to_end(digest)
+        return data
+
+    def get(self, digest: str, local: LocalFile) -> bytes:
+        data = self.cached(digest)
+        if data is not None:
             return data
         fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             data = os.pread(fd, local.size, 0)
         finally:
             os.close(fd)
+        return self.add(digest, data)
+
+    def add(self, digest: str, data: bytes) -> bytes:
         self._items[digest] = data
         self._size += len(data)
         while self._size > self.max_bytes:
@@ -197,7 +205,7 @@ async def serve_blob(
         return BlobResponse(local, digest, status_code=304, headers=headers)
     if scope["method"] == "GET":
         host = _header(scope, b"host")
-        url = host and blobs.direct_url(
+        url = host and await blobs.direct_url(
             digest, local.size, media_type, scheme=scope.get("scheme", "http"), host=host
         )
         if url:  # the blob server sends it with sendfile; the client resends its Range there
@@ -229,17 +237,81 @@ async def _serve_remote(
     filename: str | None,
     cache_control: str,
 ) -> Response:
-    """A backend without local files: stream it (the object-store redirect comes later)."""
-    from starlette.responses import StreamingResponse
-
+    """A backend without local files (the object store): the same answers as for a local
+    blob — 304, HEAD, one Range, 416 — with a redirect to the store's presigned URL when it
+    offers one, small blobs from memory, and the rest streamed from the store."""
+    scope = request.scope
     etag = etag_for(digest)
-    headers = {"ETag": etag, "Cache-Control": cache_control}
-    if not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
-    if not await blobs.exists(digest):
-        raise NotFound(f"{filename or digest} is not stored")
-    headers["Content-Length"] = str(await blobs.size(digest))
-    return StreamingResponse(blobs.open(digest), media_type=media_type, headers=headers)
+    headers = [
+        (b"etag", etag.encode()),
+        (b"cache-control", cache_control.encode()),
+        (b"accept-ranges", b"bytes"),
+    ]
+    if _etag_matches(_header(scope, b"if-none-match"), etag):
+        return _StreamedBlob(None, headers, 304)
+    try:
+        size = await blobs.size(digest)
+    except BlobNotFound:
+        raise NotFound(f"{filename or digest} is not stored") from None
+    if scope["method"] == "GET":
+        host = _header(scope, b"host")
+        url = host and await blobs.direct_url(
+            digest, size, media_type, scheme=scope.get("scheme", "http"), host=host
+        )
+        if url:  # 302 for apk, as for the blob server
+            return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, *headers[:1]], 302)
+    headers.append((b"content-type", media_type.encode()))
+    wanted = _byte_range(_header(scope, b"range"), size)
+    if_range = _header(scope, b"if-range")
+    if wanted is not None and if_range is not None and if_range.strip() != etag:
+        wanted = None
+    if wanted is False:
+        headers.append((b"content-range", f"bytes */{size}".encode()))
+        headers.append((b"content-length", b"0"))
+        return _StreamedBlob(None, headers, 416)
+    start, stop = wanted if wanted else (0, size)
+    if not wanted and size <= SMALL_BYTES and scope["method"] == "GET":
+        data = _SMALL.cached(digest)
+        if data is None:
+            data = _SMALL.add(digest, await blobs.read_bytes(digest))
+        return RawResponse(data, headers, 200)  # adds Content-Length
+    if wanted:
+        headers.append((b"content-range", f"bytes {start}-{stop - 1}/{size}".encode()))
+    headers.append((b"content-length", str(stop - start).encode()))
+    status = 206 if wanted else 200
+    if scope["method"] == "HEAD":
+        return _StreamedBlob(None, headers, status)
+    return _StreamedBlob(blobs.open(digest, start, stop), headers, status)
+
+
+class _StreamedBlob(Response):
+    """A blob streamed from a backend without local files (None: headers only)."""
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes] | None,
+        headers: list[tuple[bytes, bytes]],
+        status: int,
+    ) -> None:
+        self.status_code = status
+        self.raw_headers = headers
+        self._body = body
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if self._body is not None and scope["method"] != "HEAD":
+            body = self._body
+            try:
+                async for chunk in body:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finally:
+                aclose = getattr(body, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # releases the object store connection at once
+        await send({"type": "http.response.body", "body": b""})
 
 
 def bytes_response(

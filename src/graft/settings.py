@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(
         None, description="Filesystem blob store; default <data_dir>/blobs"
     )
+    keys_path: Path | None = Field(
+        None,
+        description="Directory of the signing keys (APT, APK, registry tokens, download "
+        "links); default <data_dir>/keys. Replicas must share the same keys: mount one "
+        "Secret here.",
+    )
     public_url: str | None = Field(
         None, description="Base URL clients use to reach Graft (for absolute links)."
     )
@@ -117,10 +123,52 @@ class Settings(BaseSettings):
         "the request's host name with blob_server_port.",
     )
     blob_redirect_min_bytes: int = Field(
-        4 << 20, ge=0, description="Blobs this large or larger go by the blob server."
+        4 << 20,
+        ge=0,
+        description="Blobs this large or larger go by the blob server (or a presigned URL).",
     )
     blob_url_ttl_seconds: int = Field(
-        300, ge=10, le=86_400, description="How long a blob server download link is valid."
+        300,
+        ge=10,
+        le=86_400,
+        description="How long a blob server or presigned download link is valid.",
+    )
+    blob_store: Literal["filesystem", "s3"] = Field(
+        "filesystem",
+        description="Where blobs live: blob_dir on a local filesystem, or an S3-compatible "
+        "bucket (s3_*), which replicas share.",
+    )
+    s3_bucket: str | None = Field(None, description="Bucket of the S3 blob store.")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket (e.g. 'graft/').")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint (MinIO, Ceph RGW, R2 …); unset: AWS."
+    )
+    s3_region: str | None = Field(None, description="Region of the bucket.")
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="Unset: the standard AWS credential chain (AWS_* variables, roles)."
+    )
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="'path' for most self-hosted stores (MinIO)."
+    )
+    s3_part_bytes: int = Field(
+        8 << 20, ge=5 << 20, description="Multipart upload part size (memory per upload)."
+    )
+    s3_presign: bool = Field(
+        False,
+        description="Redirect downloads of blobs of at least blob_redirect_min_bytes to a "
+        "presigned URL of the object store, valid blob_url_ttl_seconds (clients must reach "
+        "the store); off: Graft streams them.",
+    )
+    s3_presign_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint written into presigned URLs when clients reach the store under "
+        "another address than Graft does; default: s3_endpoint_url.",
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="`graft serve` applies database migrations before serving; turn off when "
+        "a `graft migrate` job runs them once per upgrade (several replicas).",
     )
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
@@ -172,7 +220,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a lowercase package-name prefix ending in '-', e.g. rootio-")
         return v
 
-    @field_validator("public_url", "blob_server_url")
+    @field_validator("public_url", "blob_server_url", "s3_endpoint_url", "s3_presign_endpoint_url")
     @classmethod
     def _public_url(cls, v: str | None) -> str | None:
         if v is None:
@@ -196,10 +244,22 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
+    def _s3_bucket(self) -> Settings:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError("blob_store = 's3' needs s3_bucket (GRAFT_S3_BUCKET)")
+        if self.blob_store == "s3" and self.blob_server_port is not None:
+            raise ValueError(
+                "blob_server_port serves a local blob_dir; with blob_store = 's3' use s3_presign"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
         if self.blob_dir is not None:
             self.blob_dir = self.blob_dir.expanduser().resolve()
+        if self.keys_path is not None:
+            self.keys_path = self.keys_path.expanduser().resolve()
         return self
 
     # -- derived values -------------------------------------------------------------------
@@ -215,13 +275,15 @@ class Settings(BaseSettings):
 
     @property
     def keys_dir(self) -> Path:
-        return self.data_dir / "keys"
+        return self.keys_path or self.data_dir / "keys"
 
     def masked(self) -> dict[str, Any]:
         """The configuration as `graft config show` prints it: secrets masked."""
         out = self.model_dump(mode="json")  # SecretStr fields dump as '**********'
         out["database_url"] = mask_url(self.effective_database_url)
         out["blob_dir"] = str(self.effective_blob_dir)
+        if self.s3_endpoint_url:
+            out["s3_endpoint_url"] = mask_url(self.s3_endpoint_url)
         for upstream in out["upstream"]:
             upstream["url"] = mask_url(upstream["url"])
         return out

@@ -143,6 +143,71 @@ async def test_a_failed_write_keeps_the_batch(
     assert [r.count for r in await entries(db)] == [2]
 
 
+async def test_a_batch_committed_despite_an_error_is_not_counted_twice(
+    db: Database, ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection breaks after COMMIT reached the server: the batch is in the database,
+    and the recorder, told of an error, must not write it again (a replica stopping while the
+    database connection drops)."""
+    if db.dialect != "postgresql":
+        pytest.skip("an ambiguous COMMIT is a network failure; SQLite has none")
+    rec = UsageRecorder(db, flush_seconds=60)
+    rec.record(event(ids, "ci"))
+    real_write = rec._write
+
+    async def reply_lost(batch):  # type: ignore[no-untyped-def]
+        await real_write(batch)
+        raise ConnectionError("connection reset after COMMIT")
+
+    monkeypatch.setattr(rec, "_write", reply_lost)
+    await rec.flush()  # no error: the batch is known to be written
+    monkeypatch.undo()
+    rec.record(event(ids, "ci"))
+    await rec.flush()
+    assert [r.count for r in await entries(db)] == [2]
+
+
+async def test_a_rolled_back_batch_is_written_again(
+    db: Database, ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction had an id and failed before COMMIT: the batch is kept and retried."""
+    rec = UsageRecorder(db, flush_seconds=60)
+    rec.record(event(ids, "ci"))
+    real_write = rec._write
+
+    async def fails_inside(batch):  # type: ignore[no-untyped-def]
+        original = db.session
+
+        def broken_session():  # type: ignore[no-untyped-def]
+            cm = original()
+
+            class Wrapped:
+                async def __aenter__(self):  # type: ignore[no-untyped-def]
+                    self.s = await cm.__aenter__()
+                    return self.s
+
+                async def __aexit__(self, *exc):  # type: ignore[no-untyped-def]
+                    await cm.__aexit__(RuntimeError, RuntimeError("boom"), None)
+                    raise RuntimeError("failed before COMMIT")
+
+            return Wrapped()
+
+        monkeypatch.setattr(db, "session", broken_session)
+        try:
+            await real_write(batch)
+        finally:
+            monkeypatch.setattr(db, "session", original)
+
+    monkeypatch.setattr(rec, "_write", fails_inside)
+    with pytest.raises(RuntimeError):
+        await rec.flush()
+    if db.dialect == "postgresql":
+        assert rec.pending == 1  # looked up: not committed, so kept
+    monkeypatch.setattr(rec, "_write", real_write)
+    await rec.flush()
+    assert [r.count for r in await entries(db)] == [1]
+
+
 async def test_queue_is_bounded(db: Database, ids: dict[str, int]) -> None:
     rec = UsageRecorder(db, flush_seconds=60, max_keys=2)
     for v in ("1", "2", "3"):

@@ -15,6 +15,7 @@ from graft.accounts import scopes as scope_rules
 from graft.accounts import tokens
 from graft.accounts.models import AccountView, NewToken, OrgView, Principal, TokenView
 from graft.accounts.scopes import Scope
+from graft.cluster import announce
 from graft.db import Database
 from graft.db.models import Account, Organization, Token, utcnow
 from graft.errors import Conflict, InvalidInput, NotFound
@@ -235,6 +236,8 @@ class AccountService:
             old.expires_at = until if old.expires_at is None else min(old.expires_at, until)
             old.replaced_by_id = new.id
             await s.flush()
+            # every replica drops its verified-token cache when this commits
+            await announce(s, "tokens", {"rotated": token_id})
             return NewToken(
                 token=plain, info=_token_view(new, now), previous_valid_until=old.expires_at
             )
@@ -245,6 +248,7 @@ class AccountService:
             if t.revoked_at is None:
                 t.revoked_at = utcnow()
                 await s.flush()
+                await announce(s, "tokens", {"revoked": token_id})
             return _token_view(t, utcnow())
 
     # -- authentication -------------------------------------------------------------------

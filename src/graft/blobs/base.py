@@ -188,7 +188,7 @@ class BlobStore(Protocol):
         """`local_path` for the download path: one stat, no Path objects, with the size."""
         ...
 
-    def direct_url(
+    async def direct_url(
         self, digest: str, size: int, media_type: str, *, scheme: str, host: str
     ) -> str | None:
         """A short-lived URL the client may fetch this blob from without a Graft token (the
@@ -197,6 +197,10 @@ class BlobStore(Protocol):
 
     async def check(self) -> None:
         """Raise BlobError if the store cannot currently be read and written (readiness)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (object store clients); the store may be used again after."""
         ...
 
     async def cleanup_stale_uploads(self, older_than_seconds: float) -> int:

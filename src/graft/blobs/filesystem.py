@@ -427,7 +427,7 @@ class FilesystemBlobStore:
             return None
         return LocalFile(path, st.st_size) if stat.S_ISREG(st.st_mode) else None
 
-    def direct_url(
+    async def direct_url(
         self, digest: str, size: int, media_type: str, *, scheme: str, host: str
     ) -> str | None:
         if self._url_signer is None or size < self._redirect_min_bytes:
@@ -436,6 +436,9 @@ class FilesystemBlobStore:
         if algorithm != ALGORITHM:  # the blob server serves the sha256 tree (nearly all blobs)
             return None
         return self._url_signer.url(hex_, media_type, scheme=scheme, host=host)
+
+    async def close(self) -> None:
+        return None
 
     async def check(self) -> None:
         def probe() -> None:

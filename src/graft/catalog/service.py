@@ -1,8 +1,9 @@
 """The catalog: files an organization published (patched builds and private packages).
 
 Lookups are per (organization, ecosystem, package) and are cached in memory for
-`cache_seconds`; a publish through this process invalidates its entry at once. Index pages and
-downloads therefore cost no database query while the entry is warm.
+`cache_seconds`; a change invalidates the entry at once in this process and, through the
+cluster channel (graft.cluster, PostgreSQL), in every other replica. Index pages and downloads
+therefore cost no database query while the entry is warm.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from graft.cluster import announce
 from graft.db import Database
 from graft.db.models import CatalogArtifact, CatalogTag
 from graft.errors import Conflict, InvalidInput
@@ -78,6 +80,10 @@ def _view(row: CatalogArtifact) -> CatalogFile:
 
 
 _Key = tuple[int, str, str]
+
+
+def _message(org_id: int, ecosystem: str, package: str) -> dict[str, Any]:
+    return {"org": org_id, "eco": ecosystem, "pkg": package}
 
 
 class CatalogService:
@@ -168,13 +174,30 @@ class CatalogService:
                 s.add(row)
                 await s.flush()
                 view = _view(row)
+                await announce(s, "catalog", _message(org_id, ecosystem, package))
         except IntegrityError:
             raise Conflict(
                 f"{filename} already exists; published files cannot be replaced"
             ) from None
+        self._drop(org_id, ecosystem, package)
+        return view
+
+    def _drop(self, org_id: int, ecosystem: str, package: str) -> None:
         self._cache.pop((org_id, ecosystem, package), None)
         self._cache.pop((org_id, ecosystem, "*"), None)
-        return view
+        self._tags.pop((org_id, ecosystem, package), None)
+
+    def on_announced(self, payload: dict[str, Any] | None) -> None:
+        """A change announced by any replica (None: drop everything, messages were missed)."""
+        if payload is None:
+            self._cache.clear()
+            self._tags.clear()
+            return
+        try:
+            self._drop(int(payload["org"]), str(payload["eco"]), str(payload["pkg"]))
+        except (KeyError, TypeError, ValueError):
+            self._cache.clear()
+            self._tags.clear()
 
     # -- tags (npm dist-tags): tag -> version, per (organization, ecosystem, package) ----------
     async def tags(self, org_id: int, ecosystem: str, package: str) -> dict[str, str]:
@@ -220,7 +243,8 @@ class CatalogService:
         )
         async with self.db.session() as s:
             await s.execute(stmt)
-        self._tags.pop((org_id, ecosystem, package), None)
+            await announce(s, "catalog", _message(org_id, ecosystem, package))
+        self._drop(org_id, ecosystem, package)
 
     async def remove_tag(self, org_id: int, ecosystem: str, package: str, tag: str) -> bool:
         async with self.db.session() as s:
@@ -232,7 +256,8 @@ class CatalogService:
                     CatalogTag.tag == tag,
                 )
             )
-        self._tags.pop((org_id, ecosystem, package), None)
+            await announce(s, "catalog", _message(org_id, ecosystem, package))
+        self._drop(org_id, ecosystem, package)
         return bool(getattr(result, "rowcount", 0))
 
     async def add_fixes(
@@ -257,8 +282,9 @@ class CatalogService:
                 if merged != list(row.fixes or []):
                     row.fixes = merged
                     changed += 1
-        self._cache.pop((org_id, ecosystem, package), None)
-        self._cache.pop((org_id, ecosystem, "*"), None)
+            if changed:
+                await announce(s, "catalog", _message(org_id, ecosystem, package))
+        self._drop(org_id, ecosystem, package)
         return changed
 
     async def remove(self, org_id: int, ecosystem: str, file_id: int) -> bool:
@@ -269,6 +295,6 @@ class CatalogService:
                 return False
             package = row.package
             await s.delete(row)
-        self._cache.pop((org_id, ecosystem, package), None)
-        self._cache.pop((org_id, ecosystem, "*"), None)
+            await announce(s, "catalog", _message(org_id, ecosystem, package))
+        self._drop(org_id, ecosystem, package)
         return True

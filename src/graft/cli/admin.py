@@ -29,6 +29,7 @@ from graft.cli.common import (
     when,
 )
 from graft.db import Database
+from graft.db.migrate import SchemaNotCurrent
 from graft.errors import Conflict
 from graft.settings import Settings
 
@@ -103,14 +104,15 @@ def serve(
     run_server(cfg)
 
 
-def prepare(cfg: Settings) -> None:
-    """Create the data directory and bring the database schema up to date."""
+def prepare(cfg: Settings, *, migrate: bool | None = None) -> None:
+    """Create the data directory and bring the database schema up to date (or, with
+    migrate_on_start off, check that it is)."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> None:
         db = Database(cfg.effective_database_url)
         try:
-            await db.migrate()
+            await db.prepare(migrate=cfg.migrate_on_start if migrate is None else migrate)
         finally:
             await db.dispose()
 
@@ -118,6 +120,34 @@ def prepare(cfg: Settings) -> None:
         asyncio.run(main())
     except OSError as exc:
         raise fail(f"cannot prepare the database: {exc}") from None
+    except SchemaNotCurrent as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations and exit (run once per upgrade, e.g. as a
+    Kubernetes Job, with migrate_on_start off on the replicas)."""
+    cfg = settings()
+    from graft.db.migrate import current_revision, head_revision
+
+    async def main() -> tuple[str | None, str | None]:
+        db = Database(cfg.effective_database_url)
+        try:
+            before = await current_revision(db.engine)
+            await db.migrate()
+            return before, await current_revision(db.engine)
+        finally:
+            await db.dispose()
+
+    try:
+        before, after = asyncio.run(main())
+    except OSError as exc:
+        raise fail(f"cannot migrate the database: {exc}") from None
+    if before == after:
+        out.print(f"Database schema is current ({after}, this version's {head_revision()}).")
+    else:
+        out.print(f"Database schema migrated from {before or 'nothing'} to {after}.")
 
 
 @app.command()
@@ -133,7 +163,7 @@ def init(
 ) -> None:
     """Create the data directory and database schema (safe to run again)."""
     cfg = settings()
-    prepare(cfg)
+    prepare(cfg, migrate=True)  # creating the schema is what init is for
     out.print(f"Graft data directory: {cfg.data_dir}")
     from graft.cli.keys import ensure_keys
 

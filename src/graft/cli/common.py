@@ -16,6 +16,7 @@ from rich.table import Table
 
 from graft.accounts.service import AccountService
 from graft.db import Database
+from graft.db.migrate import SchemaNotCurrent
 from graft.errors import GraftError
 from graft.settings import Settings, SettingsError, load_settings
 
@@ -47,7 +48,7 @@ def run_db(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     async def main() -> T:
         db = Database(cfg.effective_database_url)
         try:
-            await db.migrate()
+            await db.prepare(migrate=cfg.migrate_on_start)
             return await work(db, cfg)
         finally:
             await db.dispose()
@@ -58,6 +59,8 @@ def run_db(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
         raise fail(exc.message) from None
     except OSError as exc:
         raise fail(f"cannot open the database: {exc}") from None
+    except SchemaNotCurrent as exc:
+        raise fail(str(exc)) from None
 
 
 def run_admin(work: Callable[[AccountService], Awaitable[T]]) -> T:

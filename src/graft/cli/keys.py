@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 # prometheus_client before `graft serve` sets PROMETHEUS_MULTIPROC_DIR (graft.runner).
 
 key_app = typer.Typer(
-    help="Signing keys of the APT repositories: show, rotate with an overlap, import.",
+    help="Signing keys: create them all (init); the APT archive key: show, rotate with an "
+    "overlap, import.",
     no_args_is_help=True,
 )
 app.add_typer(key_app, name="key")
@@ -100,6 +101,29 @@ def import_key(
     except ValueError as exc:
         raise fail(str(exc)) from None
     _show(state, as_json)
+
+
+@key_app.command("init")
+def init_keys() -> None:
+    """Create every key a server signs with (APT, APK, registry tokens, download links) in
+    the keys directory, keeping those that exist: run it once, then give the same directory
+    to every replica (e.g. `kubectl create secret generic graft-keys --from-file=DIR`)."""
+    from graft.blobs.urls import load_or_create_key as blob_url_key
+    from graft.ecosystems.apk.keys import ApkKey
+    from graft.ecosystems.oci.tokens import load_or_create_key as registry_key
+
+    keys_dir = settings().keys_dir
+    fingerprint = ensure_keys(keys_dir)
+    apk = ApkKey.load_or_create(keys_dir)
+    registry_key(keys_dir)
+    blob_url_key(keys_dir)
+    out.print(f"Keys in {keys_dir}:")
+    out.print(f"  APT archive key {fingerprint}")
+    out.print(f"  APK signing key {apk.key_name}")
+    out.print("  registry token key, download link key")
+    for path in sorted(keys_dir.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            print(f"  {path.name}")
 
 
 def ensure_keys(keys_dir: Path) -> str:

@@ -61,5 +61,15 @@ class Database:
 
         await upgrade(self.engine)
 
+    async def prepare(self, *, migrate: bool = True) -> None:
+        """Migrate to head, or (`migrate=False`, several replicas with a `graft migrate`
+        job) only check that the schema is current (raises SchemaNotCurrent)."""
+        if migrate:
+            await self.migrate()
+            return
+        from graft.db.migrate import check_current
+
+        await check_current(self.engine)
+
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -10,6 +10,9 @@ store while hashing, and commits only if the digest matches the one the index pr
   transfer, never a complete wrong file) and later requests get the `502` for a while.
 - Concurrent requests for the same file wait for that one download, then get the stored blob.
 - A download continues when the first client disconnects, so waiting clients still get it.
+- Across replicas, a download holds the cluster lock of its URL (graft.cluster): a replica
+  that wants the same file waits for it (up to `lock_wait` seconds, then downloads anyway)
+  and then finds the blob stored, instead of fetching it a second time.
 
 An index that promises another digest than sha256 (a Maven `.sha1`, npm's sha512 `integrity`
 and sha1 `shasum`) passes it as `checks`: those are computed while streaming and checked before
@@ -29,6 +32,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -76,6 +80,7 @@ class Fetched:
 
 
 OnStored = Callable[[Fetched], Awaitable[None]]
+Lock = Callable[..., AbstractAsyncContextManager[bool]]  # Cluster.lock(name, wait=…)
 
 
 @dataclass(eq=False)
@@ -172,6 +177,8 @@ class ArtifactFetcher:
         max_bytes: int | None = None,
         failure_ttl: float = 60.0,
         db: Database | None = None,
+        lock: Lock | None = None,
+        lock_wait: float = 30.0,
     ) -> None:
         self.blobs = blobs
         self.client = client
@@ -183,6 +190,8 @@ class ArtifactFetcher:
         self._failures: dict[str, tuple[float, GraftError]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.upstream_requests = 0
+        self.lock = lock
+        self.lock_wait = lock_wait
 
     async def serve(
         self,
@@ -290,7 +299,14 @@ class ArtifactFetcher:
         self, upstream: UpstreamConfig, dl: _Download, headers: dict[str, str]
     ) -> None:
         try:
-            digest = await self._transfer(upstream, dl, headers)
+            if self.lock is None:
+                digest = await self._transfer(upstream, dl, headers)
+            else:
+                async with self.lock(f"fetch {dl.url}", wait=self.lock_wait):
+                    # Another replica may have stored it while this one waited.
+                    digest = await self._stored_elsewhere(dl) or await self._transfer(
+                        upstream, dl, headers
+                    )
         except BaseException as exc:
             error = self._as_error(upstream, dl, exc)
             if not isinstance(error, NotFound):
@@ -306,6 +322,29 @@ class ArtifactFetcher:
             if dl.listening:
                 with contextlib.suppress(asyncio.QueueFull):
                     dl.queue.put_nowait(_END)
+
+    async def _stored_elsewhere(self, dl: _Download) -> str | None:
+        """The digest if the verified file is already stored (by another replica)."""
+        sha256 = dl.checks.get("sha256")
+        digest = dl.expected or (f"sha256:{sha256.lower()}" if sha256 else None)
+        if digest is None and dl.alias is not None:
+            digest = await self.aliases.get(dl.alias)
+        if digest is None or not await self.blobs.exists(digest):
+            return None
+        if dl.on_stored is not None:  # the digests it wants, from the stored bytes
+            hashers = {a: hashlib.new(a) for a in {*dl.checks, *dl.hashes} - {"sha256"}}
+            size = 0
+            async for chunk in self.blobs.open(digest):
+                size += len(chunk)
+                for h in hashers.values():
+                    h.update(chunk)
+            found = {a: h.hexdigest() for a, h in hashers.items()}
+            found["sha256"] = digest.removeprefix("sha256:")
+            try:
+                await dl.on_stored(Fetched(digest, size, found))
+            except Exception:
+                log.exception("recording the download of %s failed", dl.url)
+        return digest
 
     async def _transfer(
         self, upstream: UpstreamConfig, dl: _Download, headers: dict[str, str]

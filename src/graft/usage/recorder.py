@@ -2,8 +2,12 @@
 
 `record()` is synchronous and O(1): it folds the event into an in-memory aggregate keyed by
 library entry, so a burst of a million downloads of one wheel costs one row update. A background
-task writes the aggregate every `flush_seconds`; `stop()` flushes what is left. A failed write
-keeps the batch and merges it into the next one, so a database hiccup loses nothing.
+task writes the aggregate every `flush_seconds`; `stop()` flushes what is left (a replica
+stopped with SIGTERM writes its last batch before it exits). A failed write keeps the batch
+and merges it into the next one, so a database hiccup loses nothing; and since a batch is one
+transaction, a write whose outcome is unknown (the connection broke during COMMIT) is looked
+up by its transaction id on PostgreSQL (`txid_status`) before it is retried, so it is never
+counted twice.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import cast
 
-from sqlalchemy import Table, case
+from sqlalchemy import Table, case, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from graft.db import Database
@@ -73,6 +77,7 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
         self._queued = 0  # added to the metric at each flush, not per event
+        self._txid: int | None = None  # PostgreSQL transaction id of the batch being written
 
     # -- hot path -------------------------------------------------------------------------
     def record(self, event: UsageEvent) -> None:
@@ -131,8 +136,10 @@ class UsageRecorder:
             try:
                 await self._write(batch)
             except BaseException:
-                self._merge_back(batch)
-                raise
+                if not await self._committed_anyway():
+                    self._merge_back(batch)
+                    raise
+                log.warning("usage batch committed although its write reported an error")
             USAGE_EVENTS.labels("written").inc(sum(a.count for a in batch.values()))
             return len(batch)
 
@@ -145,12 +152,28 @@ class UsageRecorder:
             for account_id, (n, seen) in agg.accounts.items():
                 cur.add(account_id, n, agg.first, seen)
 
+    async def _committed_anyway(self) -> bool:
+        """Whether the failed batch's transaction committed after all (PostgreSQL)."""
+        txid, self._txid = self._txid, None
+        if txid is None:
+            return False
+        try:
+            async with self.db.session() as s:
+                status = await s.scalar(text("SELECT txid_status(:t)"), {"t": txid})
+        except Exception:
+            log.exception("could not learn whether usage batch %d committed", txid)
+            return False  # counted again rather than lost
+        return bool(status == "committed")
+
     async def _write(self, batch: dict[_Key, _Aggregate]) -> None:
         dialect = self.db.dialect
         ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
         entry = cast(Table, LibraryEntry.__table__)
         link = cast(Table, LibraryEntryAccount.__table__)
+        self._txid = None
         async with self.db.session() as s:
+            if dialect == "postgresql":
+                self._txid = await s.scalar(text("SELECT txid_current()"))
             for (org_id, eco, dist, pkg, ver, served), agg in sorted(batch.items()):
                 stmt = ins(entry).values(
                     org_id=org_id,

@@ -19,12 +19,20 @@ Two levels, so that a publish costs a few chunks instead of the whole repository
 - `Rendered`, per organization: the base chunks, with the few chunks that hold a package the
   organization patched rebuilt without its fallback, plus one chunk of the organization's
   patched stanzas; then Release and its signatures. A publish re-renders only this.
+
+Every replica renders the same Release from the same inputs: its `Date` is not the time of
+rendering but the newest input (the upstream Release's Date, the organization's latest
+publish), and with Valid-Until the start of the current half-validity period. Replicas behind
+a load balancer thus agree byte for byte on every index and on Release (only the signature
+packets, which carry their own creation time, differ), so an apt client may fetch InRelease
+from one and by-hash indexes from another, and never sees the repository go back in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import hashlib
 import logging
 import time
@@ -115,7 +123,7 @@ class Rendered:
     hidden: frozenset[tuple[str, str, str]]
     base: BaseIndex
     identity: str
-    signed_at: float  # time.time() of the signature (Valid-Until)
+    signed_at: float  # the Release Date (epoch seconds)
 
     def pool_file(self, path: str) -> PoolFile | None:
         found = self.patched.get(path)
@@ -126,6 +134,14 @@ class Rendered:
         if fallback is None or key in self.hidden:
             return None
         return fallback
+
+
+def _release_date(value: str) -> float:
+    """Epoch seconds of a Release `Date` field (0 when absent or unreadable)."""
+    try:
+        return email.utils.parsedate_to_datetime(value.replace("UTC", "+0000")).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return 0.0
 
 
 def pool_path(name: str, version: str, arch: str) -> str:
@@ -194,6 +210,7 @@ class AptRepository:
         valid = ctx.settings.apt_release_valid_seconds
         self.valid_for = dt.timedelta(seconds=valid) if valid else None
         self._upstream: dict[str, tuple[str, tuple[str, list[UpstreamPackage]]]] = {}
+        self._upstream_dates: dict[str, float] = {}  # upstream identity → its Release Date
         self._rejected: dict[str, str] = {}  # base URL → identity of an InRelease that failed
         self._bases: dict[str, BaseIndex] = {}  # codename → the latest built base
         self._building: dict[tuple[str, str], asyncio.Task[BaseIndex]] = {}
@@ -260,6 +277,7 @@ class AptRepository:
             raise UpstreamUnavailable(f"upstream {upstream.name} has no keyring configured")
         keyring = load_keyring(await asyncio.to_thread(Path(upstream.keyring).read_bytes))
         release = parse_release(verify_inrelease(inrelease.body, keyring, source=upstream.name))
+        upstream_date = _release_date(release.fields.get("Date", ""))
         packages: list[UpstreamPackage] = []
         identity = [inrelease.identity]
         for arch in ARCHITECTURES:
@@ -292,7 +310,9 @@ class AptRepository:
                         stanza.get("Multi-Arch"),
                     )
                 )
-        return "|".join(identity), packages
+        joined = "|".join(identity)
+        self._upstream_dates[joined] = upstream_date
+        return joined, packages
 
     # -- the shared base ------------------------------------------------------------------
     def _base_task(
@@ -331,10 +351,13 @@ class AptRepository:
             for f in await self.ctx.catalog.packages_files(org_id, self.distro)
             if f.attrs.get("codename") == codename
         ]
-        ident = "|".join((identity, ",".join(str(f.id) for f in patched), self.keyring.identity()))
+        date = self._date(identity, patched)
+        ident = "|".join(
+            (identity, ",".join(str(f.id) for f in patched), self.keyring.identity(), str(date))
+        )
         key = (org_id, codename)
         hit = self._rendered.get(key)
-        if hit is not None and hit.identity == ident and self._fresh(hit):
+        if hit is not None and hit.identity == ident:
             return hit
         base = self._bases.get(codename)
         if base is None or base.identity != identity:
@@ -349,23 +372,33 @@ class AptRepository:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one render at a time per organization and repository
             hit = self._rendered.get(key)
-            if hit is not None and hit.identity == ident and self._fresh(hit):
+            if hit is not None and hit.identity == ident:
                 return hit
-            rendered = await asyncio.to_thread(self._render, codename, ident, base, patched)
+            rendered = await asyncio.to_thread(self._render, codename, ident, base, patched, date)
             self._rendered[key] = rendered
             self._rendered.move_to_end(key)
             while len(self._rendered) > 256:
                 self._rendered.popitem(last=False)
             return rendered
 
-    def _fresh(self, rendered: Rendered) -> bool:
-        """With Valid-Until, re-sign when half the validity has passed."""
-        if self.valid_for is None:
-            return True
-        return time.time() - rendered.signed_at < self.valid_for.total_seconds() / 2
+    def _date(self, identity: str, patched: list[CatalogFile]) -> int:
+        """The Release Date, the same on every replica for the same inputs; with
+        Valid-Until it moves on (and the repository is re-signed) every half validity."""
+        date = max(
+            [self._upstream_dates.get(identity, 0.0), *(f.created_at.timestamp() for f in patched)]
+        )
+        if self.valid_for is not None:
+            half = self.valid_for.total_seconds() / 2
+            date = max(date, time.time() // half * half)
+        return int(date)
 
     def _render(
-        self, codename: str, ident: str, base: BaseIndex, patched: list[CatalogFile]
+        self,
+        codename: str,
+        ident: str,
+        base: BaseIndex,
+        patched: list[CatalogFile],
+        date: int,
     ) -> Rendered:
         pool: dict[str, PoolFile] = {}
         hidden: set[tuple[str, str, str]] = set()
@@ -413,11 +446,10 @@ class AptRepository:
             description=f"Graft patched packages for {self.distro} {codename}",
             valid_for=self.valid_for,
         )
-        now = time.time()
-        release = render_release(info, files, dt.datetime.fromtimestamp(now, dt.UTC))
+        release = render_release(info, files, dt.datetime.fromtimestamp(date, dt.UTC))
         for path, index_file in list(files.items()):
             files[by_hash_path(path, index_file.sha256)] = index_file
         files["Release"] = IndexFile.of([release])
         files["Release.gpg"] = IndexFile.of([self.keyring.detach_sign(release)])
         files["InRelease"] = IndexFile.of([self.keyring.clearsign(release)])
-        return Rendered(files, pool, frozenset(hidden), base, ident, now)
+        return Rendered(files, pool, frozenset(hidden), base, ident, date)

@@ -133,15 +133,20 @@ class Registry:
         if ctx.settings.oci_gc_seconds > 0:
             ctx.add_periodic(ctx.settings.oci_gc_seconds, self.gc)
 
-    async def gc(self) -> GcResult:
+    async def gc(self) -> GcResult | None:
         grace = self.ctx.settings.oci_gc_grace_seconds
-        return await collect(
-            self.meta,
-            self.ctx.blobs,
-            self.uploads,
-            grace_seconds=grace,
-            upload_idle_seconds=grace,
-        )
+        # One collector at a time across replicas (they would only repeat each other's work:
+        # the database already serialises a deletion against a push, see gc.py).
+        async with self.ctx.cluster.lock("oci-gc", wait=0) as mine:
+            if not mine:
+                return None
+            return await collect(
+                self.meta,
+                self.ctx.blobs,
+                self.uploads,
+                grace_seconds=grace,
+                upload_idle_seconds=grace,
+            )
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -327,7 +332,7 @@ class Registry:
         if (
             repo is not None
             and await self.service.has_blob(repo, digest, touch=head)
-            and self.ctx.blobs.local_path(digest) is not None
+            and await self.ctx.blobs.exists(digest)
         ):
             response = await serve_blob(request, self.ctx.blobs, digest)
             response.headers.update(headers)

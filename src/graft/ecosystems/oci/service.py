@@ -55,6 +55,7 @@ class RegistryService:
         self.ctx = ctx
         self.blobs: BlobStore = ctx.blobs
         self.meta = MetaStore(ctx.db)
+        ctx.cluster.subscribe("oci", self.meta.cache.on_announced)
         self.uploads = UploadStore(ctx.settings.effective_blob_dir / "oci-uploads")
         self.client = RegistryClient(ctx.http)
         self._bodies: OrderedDict[str, bytes] = OrderedDict()

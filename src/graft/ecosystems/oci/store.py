@@ -24,6 +24,7 @@ from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from graft.cluster import announce
 from graft.db import Database
 from graft.db.models import (
     CatalogArtifact,
@@ -85,6 +86,14 @@ class ManifestCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def on_announced(self, payload: dict[str, Any] | None) -> None:
+        """A manifest or tag change announced by any replica (None: drop everything)."""
+        repository = payload.get("repo") if payload else None
+        if isinstance(repository, int):
+            self.drop_repository(repository)
+        else:
+            self._entries.clear()
 
     def drop_repository(self, repository_id: int) -> None:
         self.generation += 1  # a query that started before this write must not be cached
@@ -300,6 +309,7 @@ class MetaStore:
                         set_={"digest": ins.excluded.digest, "updated_at": ins.excluded.updated_at},
                     )
                 )
+            await announce(s, "oci", {"repo": repository_id})
         self.cache.drop_repository(repository_id)
 
     async def touch_tag(self, repository_id: int, tag: str) -> None:
@@ -331,6 +341,7 @@ class MetaStore:
             await s.execute(delete(OciReference).where(OciReference.manifest_id == manifest_id))
             await s.execute(delete(OciManifest).where(OciManifest.id == manifest_id))
             await self._mark(s, [digest, *refs])
+            await announce(s, "oci", {"repo": repository_id})
         self.cache.drop_repository(repository_id)
         return True
 
@@ -339,6 +350,7 @@ class MetaStore:
             result = await s.execute(
                 delete(OciTag).where(OciTag.repository_id == repository_id, OciTag.name == tag)
             )
+            await announce(s, "oci", {"repo": repository_id})
         self.cache.drop_repository(repository_id)
         return bool(getattr(result, "rowcount", 0))
 
