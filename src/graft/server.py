@@ -109,6 +109,9 @@ def create_app(
     routes.append(Mount("/api", app=create_api(ctx)))
     for eco in ecosystem_registry.check(ecos):
         routes.extend(eco.routes(ctx))
+    from graft import web
+
+    routes.extend(web.routes(ctx))
 
     # No Starlette application object: its error middlewares would wrap every request a second
     # and third time, and ObserveMiddleware already answers every error (graft.routing).

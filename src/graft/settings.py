@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     blob_url_ttl_seconds: int = Field(
         300, ge=10, le=86_400, description="How long a blob server download link is valid."
     )
+    web_session_seconds: int = Field(
+        12 * 3600,
+        ge=60,
+        description="How long a web app sign-in lasts (never longer than the token it used).",
+    )
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
     )

@@ -341,3 +341,22 @@ class UpstreamArtifact(Base):
     digest: Mapped[str] = mapped_column(String(80))  # the blob, sha256:<hex>
     size: Mapped[int] = mapped_column(BigInteger)
     fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- web app sessions (graft.web) ------------------------------------------------------------
+
+
+class WebSession(Base):
+    """A browser session, made by signing in with a token: valid while the token is (revoking
+    the token ends its sessions) and until `expires_at`; signing out deletes the row. Only the
+    SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_expires", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))  # the form token every POST must carry
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
