@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -129,6 +130,21 @@ class LibraryEntry(Base):
     served: Mapped[str] = mapped_column(String(16))  # upstream | patched | fallback | private
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageDay(Base):
+    """Installs per organization, day, ecosystem and how they were served: the history behind
+    "share of installs served as patched builds" (library entries keep only totals)."""
+
+    __tablename__ = "usage_days"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    ecosystem: Mapped[str] = mapped_column(String(32), primary_key=True)
+    served: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -65,9 +65,8 @@ def same_origin(request: Request) -> bool:
 
 def safe_next(value: str | None) -> str:
     """Only a path of this app: never an open redirect to another site."""
-    if value and value.startswith(PREFIX + "/") and not value.startswith("//"):
-        if "\\" not in value and "://" not in value:
-            return value
+    if value and value.startswith(PREFIX + "/") and not any(c in value for c in ("\\", "://")):
+        return value
     return PREFIX + "/"
 
 
@@ -152,9 +151,10 @@ class WebApp:
                             "Go back, reload the page and try again."
                         )
                 if not user.principal.allows(scope):
+                    has = ", ".join(sorted(s.value for s in user.principal.scopes))
                     raise Forbidden(
                         f"This page needs a token with the {scope.value!r} scope; you signed in "
-                        f"with one that has {', '.join(sorted(s.value for s in user.principal.scopes))}."
+                        f"with one that has {has}."
                     )
                 response = await handler(request, user)
             except GraftError as exc:

@@ -1,6 +1,6 @@
-"""web app sessions
+"""web app sessions; installs per day (the dashboard's history)
 
-Revision ID: 0006_web_sessions
+Revision ID: 0006_web
 Revises: 0005_maven
 Create Date: 2026-12-02
 """
@@ -10,13 +10,23 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_web_sessions"
+revision: str = "0006_web"
 down_revision: str | None = "0005_maven"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "usage_days",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("ecosystem", sa.String(length=32), nullable=False),
+        sa.Column("served", sa.String(length=16), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["org_id"], ["organizations.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("org_id", "day", "ecosystem", "served"),
+    )
     op.create_table(
         "web_sessions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -37,3 +47,4 @@ def downgrade() -> None:
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_web_sessions_expires")
     op.drop_table("web_sessions")
+    op.drop_table("usage_days")
