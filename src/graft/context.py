@@ -29,6 +29,7 @@ from graft.upstream.files import ArtifactFetcher
 from graft.upstream.pages import PageCache
 from graft.upstream.registry import UpstreamRegistry
 from graft.usage import UsageRecorder
+from graft.vulns.service import VulnService
 
 log = logging.getLogger("graft")
 PRINCIPAL_KEY = "graft.principal"
@@ -47,6 +48,7 @@ class AppContext:
     pages: PageCache
     fetcher: ArtifactFetcher
     catalog: CatalogService
+    vulns: VulnService
     #: background jobs an ecosystem registers (see `add_periodic`): [interval, last run, job]
     periodic: list[tuple[float, list[float], Callable[[], Awaitable[object]]]] = field(
         default_factory=list
@@ -81,9 +83,11 @@ class AppContext:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"User-Agent": f"graft/{__version__}"},
         )
+        catalog = CatalogService(db)
         return cls(
             settings=settings,
             db=db,
+            vulns=VulnService(db, catalog),
             blobs=blobs,
             http=http,
             upstreams=UpstreamRegistry(db, settings.upstream),
@@ -95,7 +99,7 @@ class AppContext:
                 max_bytes=settings.max_upload_bytes,
                 db=db,
             ),
-            catalog=CatalogService(db),
+            catalog=catalog,
             accounts=accounts,
             auth=Authenticator(
                 accounts.resolve,
@@ -138,6 +142,7 @@ class AppContext:
     async def start(self) -> None:
         await self.upstreams.load()
         await self.usage.start()
+        self.add_periodic(self.settings.usage_flush_seconds, self.vulns.refresh)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
 
     async def stop(self) -> None:

@@ -105,6 +105,9 @@ def create_app(
             ACCESS_LOG.flush()
             REQUEST_METRICS.flush()
 
+    from graft.vulns import collect
+
+    ctx.vulns.register(collect(ecos, settings))
     routes = _core_routes(ctx)
     routes.append(Mount("/api", app=create_api(ctx)))
     for eco in ecosystem_registry.check(ecos):

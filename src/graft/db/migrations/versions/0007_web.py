@@ -1,7 +1,7 @@
 """web app sessions; installs per day (the dashboard's history)
 
-Revision ID: 0006_web
-Revises: 0005_maven
+Revision ID: 0007_web
+Revises: 0006_vulns
 Create Date: 2026-12-02
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_web"
-down_revision: str | None = "0005_maven"
+revision: str = "0007_web"
+down_revision: str | None = "0006_vulns"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
