@@ -121,9 +121,9 @@ class WebApp:
             request, user, "error.html", status_code=status, status=status, message=message
         )
 
-    def page(self, handler: PageHandler, *, scope: Scope = Scope.READ) -> Callable[
-        [Request], Awaitable[Response]
-    ]:
+    def page(
+        self, handler: PageHandler, *, scope: Scope = Scope.READ
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             user = await self.sessions.load(request.cookies.get(SESSION_COOKIE))
             if user is None:

@@ -48,9 +48,9 @@ def _form_int(value: object, what: str, choices: tuple[tuple[str, str], ...]) ->
 def routes(web: WebApp) -> list[BaseRoute]:
     accounts = web.ctx.accounts
 
-    async def listing(request: Request, user: WebUser, *, status: int = 200, error: str = "") -> (
-        Response
-    ):
+    async def listing(
+        request: Request, user: WebUser, *, status: int = 200, error: str = ""
+    ) -> Response:
         org = user.principal.org
         token_list = await accounts.list_tokens(org)
         account_list = await accounts.list_accounts(org)
