@@ -18,9 +18,9 @@ from markupsafe import Markup, escape
 
 _ids = itertools.count(1)
 
-WIDTH = 640
+WIDTH = 480
 ROW = 30  # one bar's band
-LABEL = 190  # room for the row labels, left of the bars
+LABEL = 170  # room for the row labels, left of the bars
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ def _fmt(value: float, unit: str) -> str:
     return f"{text}{unit}"
 
 
-def _short(label: str, limit: int = 26) -> str:
+def _short(label: str, limit: int = 22) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 

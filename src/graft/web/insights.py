@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from graft.db import Database
-from graft.db.models import Advisory, LibraryEntry, UsageDay, utcnow
+from graft.db.models import Advisory, AdvisoryAffected, LibraryEntry, UsageDay, utcnow
 from graft.vulns import library
 from graft.vulns.models import STATUSES, LibraryEntryView
 from graft.vulns.schemes import VersionScheme
@@ -249,56 +250,82 @@ async def oldest_open(
     db: Database, schemes: dict[str, VersionScheme], org_id: int
 ) -> list[tuple[str, int, str]]:
     """Per severity: how long the oldest advisory still open in the organization's library
-    has been public. Open = unfixed for an entry in use, by `graft.vulns`' own verdict."""
+    has been public. Open = unfixed for an entry in use, by `graft.vulns`' own verdict.
+
+    Candidates (advisories naming a package that has an open advisory) are walked oldest
+    first and verified package by package, so a typical dashboard matches a few packages,
+    not every vulnerable entry of the library."""
+    affected = AdvisoryAffected
+    vulnerable = (
+        select(LibraryEntry.id)
+        .where(
+            LibraryEntry.org_id == org_id,
+            LibraryEntry.advisories > 0,
+            LibraryEntry.ecosystem == affected.ecosystem,
+            LibraryEntry.package == affected.package,
+        )
+        .exists()
+    )
+    since = func.coalesce(Advisory.published, Advisory.modified)
+    found: dict[str, tuple[dt.datetime, str]] = {}
+    open_in: dict[tuple[str, str], set[int]] = {}
     async with db.session() as s:
-        vulnerable = list(
-            (
-                await s.execute(
-                    select(
-                        LibraryEntry.org_id,
-                        LibraryEntry.ecosystem,
-                        LibraryEntry.distribution,
-                        LibraryEntry.package,
-                        LibraryEntry.version,
-                        LibraryEntry.served,
-                    ).where(LibraryEntry.org_id == org_id, LibraryEntry.advisories > 0)
+        candidates = (
+            await s.execute(
+                select(
+                    Advisory.id,
+                    Advisory.osv_id,
+                    Advisory.severity_level,
+                    since,
+                    affected.ecosystem,
+                    affected.package,
                 )
-            ).all()
-        )
-        if not vulnerable:
-            return []
-        advisories = await load_advisories(
-            s, schemes, {(e.ecosystem, e.package) for e in vulnerable}
-        )
-        builds = await load_builds(s, {(org_id, e.ecosystem, e.package) for e in vulnerable})
-        open_ids = {
-            a.advisory_id
-            for e in vulnerable
-            for a in entry_verdict(schemes, e, advisories, builds).unfixed
-        }
-        rows = (
-            (
-                await s.execute(
-                    select(
-                        Advisory.osv_id,
-                        Advisory.severity_level,
-                        Advisory.published,
-                        Advisory.modified,
-                    ).where(Advisory.id.in_(sorted(open_ids)))
-                )
-            ).all()
-            if open_ids
-            else []
-        )
+                .join(affected, affected.advisory_id == Advisory.id)
+                .where(Advisory.withdrawn.is_(None), vulnerable)
+                .order_by(since, Advisory.id)
+            )
+        ).all()
+        for adv_id, osv_id, level, when, eco, pkg in candidates:
+            if level in found:
+                continue
+            if (eco, pkg) not in open_in:
+                open_in[(eco, pkg)] = await _open_advisories(s, schemes, org_id, eco, pkg)
+            if adv_id in open_in[(eco, pkg)]:
+                found[level] = (when, osv_id)
     now = utcnow()
-    oldest: dict[str, tuple[dt.datetime, str]] = {}
-    for osv_id, level, published, modified in rows:
-        since = published or modified
-        if level not in oldest or since < oldest[level][0]:
-            oldest[level] = (since, osv_id)
     order = ("critical", "high", "medium", "low", "unknown")
     return [
-        (level, max(0, (now - oldest[level][0]).days), oldest[level][1])
+        (level, max(0, (now - found[level][0]).days), found[level][1])
         for level in order
-        if level in oldest
+        if level in found
     ]
+
+
+async def _open_advisories(
+    s: AsyncSession, schemes: dict[str, VersionScheme], org_id: int, eco: str, pkg: str
+) -> set[int]:
+    """Ids of the advisories open for any of the organization's entries of one package."""
+    entries = (
+        await s.execute(
+            select(
+                LibraryEntry.org_id,
+                LibraryEntry.ecosystem,
+                LibraryEntry.distribution,
+                LibraryEntry.package,
+                LibraryEntry.version,
+                LibraryEntry.served,
+            ).where(
+                LibraryEntry.org_id == org_id,
+                LibraryEntry.ecosystem == eco,
+                LibraryEntry.package == pkg,
+                LibraryEntry.advisories > 0,
+            )
+        )
+    ).all()
+    advisories = await load_advisories(s, schemes, [(eco, pkg)])
+    builds = await load_builds(s, [(org_id, eco, pkg)])
+    return {
+        a.advisory_id
+        for e in entries
+        for a in entry_verdict(schemes, e, advisories, builds).unfixed
+    }
