@@ -31,6 +31,7 @@ def run_async(coro: Coroutine[Any, Any, None]) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, coro).result()
 
+
 DAYS = 14
 
 
@@ -269,6 +270,16 @@ def test_organization_b_never_sees_a_tokens(browser: Browser, web: GraftServer) 
     assert httpx.get(f"{web.url}/api/whoami", auth=("x", web.token)).status_code == 200
 
 
+def test_a_read_token_sees_no_token_management(browser: Browser, web: GraftServer) -> None:
+    out = web.cli("token", "create", "--org", "demo", "--account", "admin", "--scope", "read")
+    page = sign_in(browser, web, TOKEN_LINE.findall(out.stdout)[-1])
+    expect(page.get_by_role("link", name="My Library")).to_be_visible()
+    expect(page.get_by_role("link", name="Tokens")).to_have_count(0)
+    response = page.goto("/ui/tokens")
+    assert response is not None and response.status == 403
+    expect(page.get_by_role("alert")).to_contain_text("needs a token with the 'admin' scope")
+
+
 def test_phone_width_has_no_horizontal_scroll(browser: Browser, web: GraftServer) -> None:
     page = sign_in(browser, web, web.token, width=390)
     pages = ("/ui/", "/ui/library", "/ui/requests", "/ui/tokens", "/ui/setup")
@@ -330,7 +341,9 @@ def test_filter_the_library_to_os_packages_and_open_one(browser: Browser, web: G
     expect(rows).to_have_count(len(DEMO))
     expect(page.locator(".counts [data-ecosystem=os]")).to_contain_text("2")
     screenshot(page, "library")
-    page.get_by_label("Ecosystem", exact=True).select_option(label="OS packages (Debian, Ubuntu, Alpine)")
+    page.get_by_label("Ecosystem", exact=True).select_option(
+        label="OS packages (Debian, Ubuntu, Alpine)"
+    )
     expect(page).to_have_url(re.compile(r"ecosystem=os"))
     expect(rows).to_have_count(2)
     assert {r.get_attribute("data-ecosystem") for r in rows.all()} == {"debian", "alpine"}

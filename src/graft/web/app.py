@@ -54,13 +54,17 @@ def secure_headers(response: Response) -> Response:
     return response
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: Request, public_url: str | None = None) -> bool:
     """A form POST from another site is refused even before the CSRF token is compared; a
-    browser always sends `Origin` on a cross-site POST."""
+    browser always sends `Origin` on a cross-site POST. Behind a proxy that rewrites `Host`,
+    the origin of `public_url` is this site too."""
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    netloc = urlsplit(origin).netloc
+    return netloc == request.headers.get("host", "") or bool(
+        public_url and netloc == urlsplit(public_url).netloc
+    )
 
 
 def safe_next(value: str | None) -> str:
@@ -143,7 +147,7 @@ class WebApp:
                 if request.method == "POST":
                     form = await request.form()
                     token = form.get("csrf")
-                    if not same_origin(request) or not csrf_equal(
+                    if not same_origin(request, self.ctx.settings.public_url) or not csrf_equal(
                         user.csrf, token if isinstance(token, str) else None
                     ):
                         raise Forbidden(

@@ -61,7 +61,7 @@ def routes(web: WebApp) -> list[BaseRoute]:
         data = await request.form()
         token = str(data.get("token") or "").strip()
         csrf = data.get("csrf")
-        if not same_origin(request) or not csrf_equal(
+        if not same_origin(request, web.ctx.settings.public_url) or not csrf_equal(
             request.cookies.get(SIGNIN_COOKIE, ""), csrf if isinstance(csrf, str) else None
         ):
             return form(request, 403, "The sign-in form expired. Paste your token again.")
