@@ -152,7 +152,7 @@ def test_bad_library_queries_are_4xx(graft: GraftServer, imported: str) -> None:
         assert c.get("/library", params={"status": "bogus"}).status_code == 422
         assert c.get("/library", params={"limit": 0}).status_code == 422
         r = c.get("/library", params={"cursor": "garbage"})
-        assert r.status_code == 400 and "cursor" in r.json()["message"]
+        assert r.status_code == 422 and "cursor" in r.json()["message"]
         assert c.get("/library/999999").status_code == 404
 
 
@@ -202,7 +202,7 @@ def test_patched_build_remediation_json_api_and_feed(
             ["CVE-2024-7777"],
         )
         assert fix[1]["result"] == "not affected"
-        assert c.post("/remediate/cobol", json={"packages": []}).status_code == 400
+        assert c.post("/remediate/cobol", json={"packages": []}).status_code == 422
         assert c.post("/remediate/pypi", json={"packages": [{"name": "x"}]}).status_code == 422
 
         zipped = c.get("/osv/all.zip")
@@ -270,13 +270,13 @@ def test_request_rules(graft: GraftServer, reader: str, beta: str, imported: str
         # a read token may ask, only an admin may move a request
         assert c.patch(f"/requests/{mine[0]['id']}", json={"status": "declined"}).status_code == 403
         bad = c.post("/requests", json={"ecosystem": "cobol", "package": "x"})
-        assert bad.status_code == 400
+        assert bad.status_code == 422 and "unknown ecosystem" in bad.json()["message"]
         assert c.post("/requests", json={"ecosystem": "npm", "package": ""}).status_code == 422
         assert (
             c.post(
                 "/requests", json={"ecosystem": "npm", "package": "x", "version": "nope"}
             ).status_code
-            == 400
+            == 422
         )
     with api(graft, graft.token) as c:
         moved = c.patch(f"/requests/{mine[0]['id']}", json={"status": "declined"})

@@ -9,12 +9,11 @@ import json
 import zipfile
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from graft.accounts.models import Principal
-from graft.accounts.scopes import Scope
+from graft.api.app import Admin, Reader
 from graft.context import AppContext
 from graft.vulns.models import (
     Level,
@@ -51,15 +50,6 @@ class RemediateBody(BaseModel):
 
 def vulns_router(ctx: AppContext) -> APIRouter:
     router = APIRouter()
-
-    async def reader(request: Request) -> Principal:
-        return await ctx.authenticate(request, Scope.READ)
-
-    async def admin(request: Request) -> Principal:
-        return await ctx.authenticate(request, Scope.ADMIN)
-
-    Reader = Annotated[Principal, Depends(reader)]
-    Admin = Annotated[Principal, Depends(admin)]
 
     @router.get("/library", response_model=LibraryPage, tags=["library"])
     async def library(

@@ -182,6 +182,7 @@ def library_list(
         ["id", "ecosystem", "package", "version", "served", "status", "crit", "high",
          "patched build", "count", "last seen"],
         rows,
+        wide=True,
     )  # fmt: skip
     if page["next_cursor"]:
         out.print(f"More: --cursor {page['next_cursor']}")
@@ -247,7 +248,7 @@ def request_list(
     if as_json:
         out.print_json(json.dumps(items))
         return
-    table("Package requests", _REQUEST_COLUMNS, _request_rows(items))
+    table("Package requests", _REQUEST_COLUMNS, _request_rows(items), wide=True)
 
 
 @request_app.command("set")
