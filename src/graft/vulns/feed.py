@@ -15,6 +15,8 @@ from sqlalchemy import select
 
 from graft.db.models import CatalogArtifact
 from graft.errors import NotFound
+from graft.vulns.matching import PatchedBuild
+from graft.vulns.schemes import VersionScheme
 from graft.vulns.store import builds_from
 
 if TYPE_CHECKING:
@@ -26,6 +28,24 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._~+-]+")
 def feed_id(ecosystem: str, package: str, version: str, distribution: str) -> str:
     parts = [ecosystem, *([distribution] if distribution else []), package, version]
     return "GRAFT-" + "-".join(_UNSAFE.sub("_", p) for p in parts)
+
+
+def affected(
+    scheme: VersionScheme | None, osv_eco: str, package: str, build: PatchedBuild
+) -> dict[str, Any]:
+    """The upstream version is affected; the patched build fixes it. Where the ecosystem sorts
+    the build after its upstream (PEP 440 local versions, dpkg, apk, Maven), that is a range
+    `introduced: upstream, fixed: build`; npm sorts a `-graft.N` prerelease before its
+    upstream, so there only the explicit `versions` list says it."""
+    entry: dict[str, Any] = {
+        "package": {"ecosystem": osv_eco, "name": package},
+        "versions": [build.upstream_version],
+        "database_specific": {"patched_build": build.version},
+    }
+    if scheme is not None and scheme.compare(build.version, build.upstream_version) > 0:
+        events = [{"introduced": build.upstream_version}, {"fixed": build.version}]
+        entry["ranges"] = [{"type": "ECOSYSTEM", "events": events}]
+    return entry
 
 
 async def records(service: VulnService, org_id: int) -> list[dict[str, Any]]:
@@ -61,22 +81,7 @@ async def records(service: VulnService, org_id: int) -> list[dict[str, Any]]:
                     "published": when,
                     "aliases": list(build.fixes),
                     "summary": f"{package} {build.version} fixes {', '.join(build.fixes)}",
-                    "affected": [
-                        {
-                            "package": {"ecosystem": osv_eco, "name": package},
-                            "ranges": [
-                                {
-                                    "type": "ECOSYSTEM",
-                                    "events": [
-                                        {"introduced": build.upstream_version},
-                                        {"fixed": build.version},
-                                    ],
-                                }
-                            ],
-                            "versions": [build.upstream_version],
-                            "database_specific": {"patched_build": build.version},
-                        }
-                    ],
+                    "affected": [affected(scheme, osv_eco, package, build)],
                 }
             )
     return out

@@ -54,6 +54,7 @@ async def advisories_for(
                 advisory=advisory_view(rows[a.advisory_id], a, fixes),
                 vulnerable_range=describe(a.ranges, []),
                 fixed_by_patch=a.fixed_by(fixes),
+                patched_versions=[b.version for b in builds if a.fixed_by(b.fixes)],
             )
             for a, fixes in matches
         ]

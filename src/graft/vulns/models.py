@@ -163,4 +163,7 @@ class AdvisoryMatch(BaseModel):
     advisory: AdvisoryView
     #: a range of affected versions in OSV event form, for clients that print one
     vulnerable_range: str
+    #: the version asked about is a patched build that declares this advisory fixed
     fixed_by_patch: bool
+    #: every patched build of the organization that declares it fixed
+    patched_versions: list[str] = Field(default_factory=list)

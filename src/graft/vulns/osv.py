@@ -65,7 +65,7 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def _ranges(raw: Any, where: str) -> list[dict[str, Any]]:
+def parse_ranges(raw: Any, where: str) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -130,7 +130,7 @@ def parse(record: Any, schemes: dict[str, VersionScheme]) -> Record:
         eco_name, name = package.get("ecosystem"), package.get("name")
         if not isinstance(eco_name, str) or not isinstance(name, str) or not name:
             raise Malformed(f"{where}.package needs an ecosystem and a name")
-        ranges = _ranges(item.get("ranges"), where)
+        ranges = parse_ranges(item.get("ranges"), where)
         versions = _strings(item.get("versions"), f"{where}.versions")
         base, _, suffix = eco_name.partition(":")
         scheme = schemes.get(base)
