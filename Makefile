@@ -9,6 +9,9 @@ TEST_APT_PACKAGES ?= curl ca-certificates gpgv gnupg dpkg apt apt-utils nodejs
 TEST_APT_PACKAGES += maven openjdk-17-jdk-headless
 # container images (tests/integration/test_oci_skopeo.py): skopeo, and CNCF distribution as upstream
 TEST_APT_PACKAGES += skopeo docker-registry
+# the web app's end-to-end tests (tests/integration/test_web_app.py): headless Chromium, driven
+# by Playwright for Python pointed at /usr/bin/chromium (no browser download)
+TEST_APT_PACKAGES += chromium
 # JavaScript clients the npm tests drive (and node-semver, the reference for the version
 # rules), pinned, installed from the npm registry into the git-ignored .npm-clients/.
 NPM_CLIENTS ?= npm@11.19.1 pnpm@12.21.0 yarn@1.22.22 @yarnpkg/cli-dist@4.18.1 semver@7.8.5

@@ -30,6 +30,7 @@ from graft.upstream.files import ArtifactFetcher
 from graft.upstream.pages import PageCache
 from graft.upstream.registry import UpstreamRegistry
 from graft.usage import UsageRecorder
+from graft.vulns.service import VulnService
 
 log = logging.getLogger("graft")
 PRINCIPAL_KEY = "graft.principal"
@@ -83,6 +84,7 @@ class AppContext:
     catalog: CatalogService
     #: what replicas agree on: invalidation messages and cluster-wide locks
     cluster: Cluster
+    vulns: VulnService
     #: background jobs an ecosystem registers (see `add_periodic`): [interval, last run, job]
     periodic: list[tuple[float, list[float], Callable[[], Awaitable[object]]]] = field(
         default_factory=list
@@ -114,9 +116,11 @@ class AppContext:
             headers={"User-Agent": f"graft/{__version__}"},
         )
         cluster = Cluster(db)
+        catalog = CatalogService(db)
         return cls(
             settings=settings,
             db=db,
+            vulns=VulnService(db, catalog),
             blobs=blobs,
             http=http,
             upstreams=UpstreamRegistry(db, settings.upstream),
@@ -130,7 +134,7 @@ class AppContext:
                 lock=cluster.lock,
                 lock_wait=timeout,
             ),
-            catalog=CatalogService(db),
+            catalog=catalog,
             cluster=cluster,
             accounts=accounts,
             auth=Authenticator(
@@ -177,6 +181,7 @@ class AppContext:
         await self.cluster.start()
         await self.upstreams.load()
         await self.usage.start()
+        self.add_periodic(self.settings.usage_flush_seconds, self.vulns.refresh)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
 
     async def stop(self) -> None:

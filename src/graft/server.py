@@ -105,10 +105,16 @@ def create_app(
             ACCESS_LOG.flush()
             REQUEST_METRICS.flush()
 
+    from graft.vulns import collect
+
+    ctx.vulns.register(collect(ecos, settings))
     routes = _core_routes(ctx)
     routes.append(Mount("/api", app=create_api(ctx)))
     for eco in ecosystem_registry.check(ecos):
         routes.extend(eco.routes(ctx))
+    from graft import web
+
+    routes.extend(web.routes(ctx))
 
     # No Starlette application object: its error middlewares would wrap every request a second
     # and third time, and ObserveMiddleware already answers every error (graft.routing).

@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         description="`graft serve` applies database migrations before serving; turn off when "
         "a `graft migrate` job runs them once per upgrade (several replicas).",
     )
+    web_session_seconds: int = Field(
+        12 * 3600,
+        ge=60,
+        description="How long a web app sign-in lasts (never longer than the token it used).",
+    )
     bench_routes: bool = Field(
         False, description="Mount /_bench/* routes used by bench/ (never in production)."
     )

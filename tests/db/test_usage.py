@@ -216,3 +216,27 @@ async def test_queue_is_bounded(db: Database, ids: dict[str, int]) -> None:
     assert rec.pending == 2 and rec.dropped == 1
     await rec.flush()
     assert sorted((r.version, r.count) for r in await entries(db)) == [("1", 2), ("2", 1)]
+
+
+async def test_installs_are_counted_per_day_and_served(db: Database, ids: dict[str, int]) -> None:
+    from graft.db.models import UsageDay
+
+    rec = UsageRecorder(db, flush_seconds=60)
+    for i in range(3):  # one library entry spanning two days: counted on each day
+        rec.record(event(ids, "ci", at=T0 + dt.timedelta(hours=6 * i)))
+    rec.record(event(ids, "ci", version="2.31.0+graft.1", served=Served.PATCHED))
+    rec.record(event(ids, "bob", org="beta"))
+    await rec.flush()
+    rec.record(event(ids, "alice", version="2.32.0", at=T0))  # a second batch adds up
+    await rec.flush()
+    async with db.session() as s:
+        rows = {
+            (r.org_id, r.day.isoformat(), r.ecosystem, r.served): r.count
+            for r in await s.scalars(select(UsageDay))
+        }
+    assert rows == {
+        (ids["acme"], "2026-05-01", "pypi", "upstream"): 3,
+        (ids["acme"], "2026-05-02", "pypi", "upstream"): 1,
+        (ids["acme"], "2026-05-01", "pypi", "patched"): 1,
+        (ids["beta"], "2026-05-01", "pypi", "upstream"): 1,
+    }

@@ -74,6 +74,23 @@ def _account_view(a: Account) -> AccountView:
     )
 
 
+def principal_of(t: Token, acc: Account, org: Organization) -> Principal | None:
+    """The principal a token row stands for, or None when it is revoked or expired."""
+    if token_status(t, utcnow()) in ("revoked", "expired"):
+        return None
+    return Principal(
+        org_id=org.id,
+        org=org.name,
+        account_id=acc.id,
+        account=acc.name,
+        account_kind=acc.kind,
+        site_admin=acc.site_admin,
+        token_id=t.id,
+        scopes=scope_rules.expand(scope_rules.parse_scopes(t.scopes)),
+        expires_at=t.expires_at,
+    )
+
+
 class AccountService:
     def __init__(self, db: Database, *, default_grace: dt.timedelta) -> None:
         self.db = db
@@ -269,19 +286,7 @@ class AccountService:
         # Compare again in constant time: the index lookup itself is not.
         if not tokens.constant_time_equal(t.hash, token_hash):
             return None
-        if token_status(t, utcnow()) in ("revoked", "expired"):
-            return None
-        return Principal(
-            org_id=org.id,
-            org=org.name,
-            account_id=acc.id,
-            account=acc.name,
-            account_kind=acc.kind,
-            site_admin=acc.site_admin,
-            token_id=t.id,
-            scopes=scope_rules.expand(scope_rules.parse_scopes(t.scopes)),
-            expires_at=t.expires_at,
-        )
+        return principal_of(t, acc, org)
 
     async def record_last_used(self, seen: dict[int, dt.datetime]) -> None:
         """Write the last-used times collected in memory (one statement per token)."""

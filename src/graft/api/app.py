@@ -1,4 +1,5 @@
-"""Management API: organizations, accounts and tokens, and `whoami`.
+"""Management API: organizations, accounts and tokens, and `whoami`; the library, package
+requests, remediation and the OSV feed (`graft.api.vulns`).
 
 Authorization: every route needs a token. Managing an organization's accounts and tokens needs
 the `admin` scope in that organization; creating organizations needs an admin token of a site
@@ -188,4 +189,7 @@ def create_api(ctx: AppContext) -> FastAPI:
         ctx.auth.forget()
         return view
 
+    from graft.api.vulns import vulns_router
+
+    api.include_router(vulns_router(ctx))
     return api

@@ -9,8 +9,10 @@ therefore cost no database query while the entry is warm.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -80,6 +82,7 @@ def _view(row: CatalogArtifact) -> CatalogFile:
 
 
 _Key = tuple[int, str, str]
+log = logging.getLogger("graft.catalog")
 
 
 def _message(org_id: int, ecosystem: str, package: str) -> dict[str, Any]:
@@ -94,6 +97,15 @@ class CatalogService:
         self._flights: SingleFlight[tuple[CatalogFile, ...]] = SingleFlight()
         self._tags: dict[_Key, tuple[float, dict[str, str]]] = {}
         self._tag_flights: SingleFlight[dict[str, str]] = SingleFlight()
+        #: called after a file is added or its fixes change (graft.vulns: status, requests)
+        self.listeners: list[Callable[[CatalogFile], Awaitable[None]]] = []
+
+    async def _notify(self, file: CatalogFile) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(file)
+            except Exception:  # the publish is stored; the status is computed again later
+                log.exception("catalog listener failed for %s", file.filename)
 
     async def files(self, org_id: int, ecosystem: str, package: str) -> tuple[CatalogFile, ...]:
         key = (org_id, ecosystem, package)
@@ -180,6 +192,7 @@ class CatalogService:
                 f"{filename} already exists; published files cannot be replaced"
             ) from None
         self._drop(org_id, ecosystem, package)
+        await self._notify(view)
         return view
 
     def _drop(self, org_id: int, ecosystem: str, package: str) -> None:
@@ -276,15 +289,19 @@ class CatalogService:
                     CatalogArtifact.version == version,
                 )
             )
+            views = []
             for row in rows:
                 merged = list(row.fixes or [])
                 merged += [f for f in wanted if f not in merged]
                 if merged != list(row.fixes or []):
                     row.fixes = merged
                     changed += 1
+                    views.append(_view(row))
             if changed:
                 await announce(s, "catalog", _message(org_id, ecosystem, package))
         self._drop(org_id, ecosystem, package)
+        for view in views[:1]:
+            await self._notify(view)
         return changed
 
     async def remove(self, org_id: int, ecosystem: str, file_id: int) -> bool:

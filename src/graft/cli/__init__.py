@@ -8,6 +8,7 @@ from graft.cli import configure as _configure  # noqa: F401
 from graft.cli import keys as _keys  # noqa: F401
 from graft.cli import publish as _publish  # noqa: F401
 from graft.cli import upstream as _upstream  # noqa: F401
+from graft.cli import vulns as _vulns  # noqa: F401
 from graft.cli.app import app
 
 

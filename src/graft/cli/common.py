@@ -99,13 +99,19 @@ def when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, wide: bool = False
+) -> None:
+    """`wide`: many columns; when the output is not a terminal (a pipe, a file), lay the table
+    out at its natural width instead of squeezing it into 80 columns."""
     t = Table(title=title, title_justify="left")
     for col in columns:
-        t.add_column(col)
+        t.add_column(col, no_wrap=wide)
     for row in rows:
         t.add_row(*(str(cell) for cell in row))
     if not rows:
         out.print(f"{title}: none")
+    elif wide and not out.is_terminal:
+        Console(file=out.file, width=400, soft_wrap=True).print(t)
     else:
         out.print(t)

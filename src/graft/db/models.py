@@ -13,11 +13,14 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -118,6 +121,9 @@ class LibraryEntry(Base):
             name="uq_library_entry",
         ),
         Index("ix_library_org_ecosystem_package", "org_id", "ecosystem", "package"),
+        Index("ix_library_org_last_seen", "org_id", "last_seen"),
+        Index("ix_library_org_severity", "org_id", "severity"),
+        Index("ix_library_status", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -129,6 +135,30 @@ class LibraryEntry(Base):
     served: Mapped[str] = mapped_column(String(16))  # upstream | patched | fallback | private
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Vulnerability status, computed in the background by `graft.vulns.status` (NULL: not yet,
+    # or to be computed again after an import or a publish). Kept on the row so that the
+    # library can be filtered and sorted by it.
+    status: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    critical: Mapped[int] = mapped_column(Integer, default=0)  # unfixed critical advisories
+    high: Mapped[int] = mapped_column(Integer, default=0)  # unfixed high advisories
+    severity: Mapped[int] = mapped_column(Integer, default=0)  # highest unfixed level's rank
+    advisories: Mapped[int] = mapped_column(Integer, default=0)  # unfixed advisories
+    patched_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class UsageDay(Base):
+    """Installs per organization, day, ecosystem and how they were served: the history behind
+    "share of installs served as patched builds" (library entries keep only totals)."""
+
+    __tablename__ = "usage_days"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    ecosystem: Mapped[str] = mapped_column(String(32), primary_key=True)
+    served: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
@@ -341,3 +371,81 @@ class UpstreamArtifact(Base):
     digest: Mapped[str] = mapped_column(String(80))  # the blob, sha256:<hex>
     size: Mapped[int] = mapped_column(BigInteger)
     fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- advisories and package requests (graft.vulns) -------------------------------------------
+
+
+class Advisory(Base):
+    """One OSV record (osv.dev's schema), imported by `graft vulns import`."""
+
+    __tablename__ = "advisories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    osv_id: Mapped[str] = mapped_column(String(128), unique=True)
+    modified: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    published: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    withdrawn: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    summary: Mapped[str] = mapped_column(String(1024), default="")
+    details: Mapped[str] = mapped_column(Text, default="")
+    severity_vector: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    severity_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    severity_level: Mapped[str] = mapped_column(String(16), default="unknown")
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class AdvisoryAffected(Base):
+    """One `affected` entry of an advisory, under Graft's ecosystem names: `distribution` is
+    the library's (e.g. `bookworm` for `Debian:12`), empty when the record names none."""
+
+    __tablename__ = "advisory_affected"
+    __table_args__ = (Index("ix_advisory_affected_package", "ecosystem", "package"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id", ondelete="CASCADE"))
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    distribution: Mapped[str] = mapped_column(String(64), default="")
+    package: Mapped[str] = mapped_column(String(255))
+    ranges: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    versions: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class PackageRequest(Base):
+    """An organization asking for a patched build: open → in progress → published | declined."""
+
+    __tablename__ = "package_requests"
+    __table_args__ = (Index("ix_package_requests_org_status", "org_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    package: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+# --- web app sessions (graft.web) ------------------------------------------------------------
+
+
+class WebSession(Base):
+    """A browser session, made by signing in with a token: valid while the token is (revoking
+    the token ends its sessions) and until `expires_at`; signing out deletes the row. Only the
+    SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_expires", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))  # the form token every POST must carry
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -24,7 +24,7 @@ from sqlalchemy import Table, case, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from graft.db import Database
-from graft.db.models import LibraryEntry, LibraryEntryAccount
+from graft.db.models import LibraryEntry, LibraryEntryAccount, UsageDay
 from graft.metrics import USAGE_EVENTS
 
 log = logging.getLogger("graft.usage")
@@ -58,6 +58,7 @@ class _Aggregate:
     last: dt.datetime
     count: int = 0
     accounts: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
+    days: dict[dt.date, int] = field(default_factory=dict)  # installs per UTC day
 
     def add(self, account_id: int, count: int, first: dt.datetime, last: dt.datetime) -> None:
         self.first = min(self.first, first)
@@ -97,6 +98,8 @@ class UsageRecorder:
                 return
             agg = self._pending[key] = _Aggregate(first=event.at, last=event.at)
         agg.add(event.account_id, 1, event.at, event.at)
+        day = event.at.astimezone(dt.UTC).date()
+        agg.days[day] = agg.days.get(day, 0) + 1
         self._queued += 1
 
     @property
@@ -151,6 +154,8 @@ class UsageRecorder:
                 continue
             for account_id, (n, seen) in agg.accounts.items():
                 cur.add(account_id, n, agg.first, seen)
+            for day, n in agg.days.items():
+                cur.days[day] = cur.days.get(day, 0) + n
 
     async def _committed_anyway(self) -> bool:
         """Whether the failed batch's transaction committed after all (PostgreSQL)."""
@@ -170,10 +175,26 @@ class UsageRecorder:
         ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
         entry = cast(Table, LibraryEntry.__table__)
         link = cast(Table, LibraryEntryAccount.__table__)
+        days = cast(Table, UsageDay.__table__)
+        # The days' totals (the dashboard's history), one row per day, ecosystem and served.
+        per_day: dict[tuple[int, dt.date, str, str], int] = {}
+        for (org_id, eco, _dist, _pkg, _ver, served), agg in batch.items():
+            for day, n in agg.days.items():
+                per_day[(org_id, day, eco, served)] = per_day.get((org_id, day, eco, served), 0) + n
         self._txid = None
         async with self.db.session() as s:
             if dialect == "postgresql":
                 self._txid = await s.scalar(text("SELECT txid_current()"))
+            for (org_id, day, eco, served), n in sorted(per_day.items()):
+                dstmt = ins(days).values(
+                    org_id=org_id, day=day, ecosystem=eco, served=served, count=n
+                )
+                await s.execute(
+                    dstmt.on_conflict_do_update(
+                        index_elements=["org_id", "day", "ecosystem", "served"],
+                        set_={"count": days.c.count + dstmt.excluded.count},
+                    )
+                )
             for (org_id, eco, dist, pkg, ver, served), agg in sorted(batch.items()):
                 stmt = ins(entry).values(
                     org_id=org_id,

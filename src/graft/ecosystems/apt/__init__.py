@@ -13,6 +13,8 @@ from graft.accounts.models import Principal
 from graft.context import AppContext
 from graft.ecosystems.apt import versions
 from graft.ecosystems.base import PublishResult
+from graft.settings import Settings
+from graft.vulns.schemes import VersionScheme
 
 
 class Apt:
@@ -26,6 +28,12 @@ class Apt:
 
     def sort_key(self, version: str) -> Any:
         return versions.sort_key(version)
+
+    def version_schemes(self, settings: Settings) -> Sequence[VersionScheme]:
+        """Version order, names and install commands for graft.vulns."""
+        from graft.ecosystems.apt.advisories import schemes
+
+        return schemes(settings)
 
     async def publish(
         self, ctx: AppContext, principal: Principal, path: Path, filename: str, **options: Any

@@ -13,6 +13,8 @@ from graft.accounts.models import Principal
 from graft.context import AppContext
 from graft.ecosystems.base import PublishResult
 from graft.ecosystems.maven import versions
+from graft.settings import Settings
+from graft.vulns.schemes import VersionScheme
 
 
 class Maven:
@@ -26,6 +28,12 @@ class Maven:
 
     def sort_key(self, version: str) -> Any:
         return versions.sort_key(version)
+
+    def version_schemes(self, settings: Settings) -> Sequence[VersionScheme]:
+        """Version order, names and install commands for graft.vulns."""
+        from graft.ecosystems.maven.advisories import scheme
+
+        return [scheme(settings)]
 
     def in_range(self, version: str, spec: str) -> bool:
         """Whether `version` satisfies a Maven version range such as `[1.0,2.0)` (for

@@ -357,36 +357,22 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         return _json(await run_search(ctx, principal, request.query_params))
 
     async def advisories_bulk(request: Request) -> Response:
-        await ctx.authenticate(request, Scope.READ)
+        principal = await ctx.authenticate(request, Scope.READ)
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise InvalidInput("expected a JSON object of package name → versions")
-        # Graft's advisories come with the vulnerability database; until then: none known.
-        return _json({})
+        from graft.ecosystems.npm import audit
+
+        return _json(await audit.bulk(ctx, principal.org_id, body))
 
     async def audits_quick(request: Request) -> Response:
-        await ctx.authenticate(request, Scope.READ)
+        principal = await ctx.authenticate(request, Scope.READ)
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise InvalidInput("expected an npm audit report request (a JSON object)")
-        deps = body.get("dependencies") if isinstance(body.get("dependencies"), dict) else {}
-        count = len(deps or {})
-        return _json(
-            {
-                "actions": [],
-                "advisories": {},
-                "muted": [],
-                "metadata": {
-                    "vulnerabilities": dict.fromkeys(
-                        ("info", "low", "moderate", "high", "critical"), 0
-                    ),
-                    "dependencies": count,
-                    "devDependencies": 0,
-                    "optionalDependencies": 0,
-                    "totalDependencies": count,
-                },
-            }
-        )
+        from graft.ecosystems.npm import audit
+
+        return _json(await audit.quick(ctx, principal.org_id, body))
 
     async def not_supported(request: Request) -> Response:
         await ctx.authenticate(request, Scope.PUBLISH)

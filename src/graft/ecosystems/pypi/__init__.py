@@ -12,6 +12,8 @@ from graft.accounts.models import Principal
 from graft.context import AppContext
 from graft.ecosystems.base import PublishResult
 from graft.ecosystems.pypi import versions
+from graft.settings import Settings
+from graft.vulns.schemes import VersionScheme
 
 
 class PyPI:
@@ -25,6 +27,12 @@ class PyPI:
 
     def sort_key(self, version: str) -> Any:
         return versions.sort_key(version)
+
+    def version_schemes(self, settings: Settings) -> Sequence[VersionScheme]:
+        """Version order, names and install commands for graft.vulns."""
+        from graft.ecosystems.pypi.advisories import scheme
+
+        return [scheme(settings)]
 
     async def publish(
         self, ctx: AppContext, principal: Principal, path: Path, filename: str, **options: Any

@@ -5,6 +5,7 @@ GET  /pypi/simple/<project>/             project page (PEP 503 / 691 / 658 / 700
 GET  /pypi/files/<project>/<file>        a distribution (upstream or the organization's)
 GET  /pypi/files/<project>/<file>.metadata   its core metadata (PEP 658)
 POST /pypi/legacy/                       upload, as twine does (publish scope)
+GET  /pypi/pypi/<project>[/<version>]/json   the PyPI JSON API shape, with `vulnerabilities`
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 
 from graft.accounts.models import Principal
@@ -177,6 +178,18 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
             f"{published.version}{fixes})\n"
         )
 
+    async def json_api(request: Request) -> Response:
+        principal = await ctx.authenticate(request, Scope.READ)
+        from graft.ecosystems.pypi import jsonapi
+
+        project = normalize(request.path_params["project"])
+        resolved = await service.resolve(principal.org_id, project)
+        version = request.path_params.get("version") or jsonapi.latest(resolved.project)
+        base = f"{request.url.scheme}://{request.url.netloc}{prefix_of(request)}"
+        found = await ctx.vulns.advisories_for(principal.org_id, ECOSYSTEM, project, [version])
+        body = jsonapi.render(resolved.project, version, base, found.get(version, []))
+        return JSONResponse(body)
+
     upload_limit = [Middleware(BodyLimitMiddleware, max_bytes=ctx.settings.max_upload_bytes)]
     return [
         Route(f"{PREFIX}/simple/", project_list, methods=["GET", "HEAD"]),
@@ -185,6 +198,8 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
         Route(f"{PREFIX}/files/{{project}}/{{filename}}", download, methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/legacy/", upload, methods=["POST"], middleware=upload_limit),
         Route(f"{PREFIX}/legacy", upload, methods=["POST"], middleware=upload_limit),
+        Route(f"{PREFIX}/pypi/{{project}}/json", json_api, methods=["GET"]),
+        Route(f"{PREFIX}/pypi/{{project}}/{{version}}/json", json_api, methods=["GET"]),
     ]
 
 

@@ -1,0 +1,153 @@
+"""Computing the status columns of library entries, in the background.
+
+An entry whose `status` is NULL is due: new entries (written by `graft.usage`), and those an
+import or a publish touched (`mark_due`). `refresh` computes due entries in batches; it runs from
+the housekeeping loop and before each library query, so downloads never wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from graft.db import Database
+from graft.db.models import LibraryEntry
+from graft.vulns.matching import KnownAdvisory, PatchedBuild, Verdict, verdict
+from graft.vulns.schemes import VersionScheme
+from graft.vulns.store import CHUNK, load_advisories, load_builds
+
+BATCH = 5000
+
+_COLUMNS = (
+    LibraryEntry.id,
+    LibraryEntry.org_id,
+    LibraryEntry.ecosystem,
+    LibraryEntry.distribution,
+    LibraryEntry.package,
+    LibraryEntry.version,
+    LibraryEntry.served,
+)
+
+
+def entry_verdict(
+    schemes: dict[str, VersionScheme],
+    entry: Any,
+    advisories: dict[tuple[str, str], list[KnownAdvisory]],
+    builds: dict[tuple[int, str, str], list[PatchedBuild]],
+) -> Verdict:
+    """`entry`: anything with org_id, ecosystem, distribution, package, version, served."""
+    scheme = schemes.get(entry.ecosystem)
+    mine = builds.get((entry.org_id, entry.ecosystem, entry.package), [])
+    dist = entry.distribution
+    of_upstream = [
+        b
+        for b in mine
+        if b.upstream_version == entry.version and (not b.distribution or b.distribution == dist)
+    ]
+    in_use = next((b for b in mine if b.version == entry.version), None)
+    return verdict(
+        scheme,
+        version=entry.version,
+        distribution=dist,
+        served=entry.served,
+        advisories=advisories.get((entry.ecosystem, entry.package), []),
+        builds_of_upstream=of_upstream,
+        build_in_use=in_use,
+    )
+
+
+async def compute(
+    db: Database, schemes: dict[str, VersionScheme], entries: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """The status columns of each entry, as `b_id` + column parameters for one UPDATE."""
+    async with db.session() as s:
+        advisories = await load_advisories(s, schemes, {(e.ecosystem, e.package) for e in entries})
+        builds = await load_builds(s, {(e.org_id, e.ecosystem, e.package) for e in entries})
+    out = []
+    for e in entries:
+        cols = entry_verdict(schemes, e, advisories, builds).columns()
+        out.append({"b_id": e.id, **{f"b_{k}": v for k, v in cols.items()}})
+    return out
+
+
+_UPDATE = (
+    update(LibraryEntry)
+    .where(LibraryEntry.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        critical=bindparam("b_critical"),
+        high=bindparam("b_high"),
+        severity=bindparam("b_severity"),
+        advisories=bindparam("b_advisories"),
+        patched_version=bindparam("b_patched_version"),
+    )
+)
+
+
+async def refresh(
+    db: Database,
+    schemes: dict[str, VersionScheme],
+    *,
+    org_id: int | None = None,
+    batch: int = BATCH,
+) -> int:
+    """Compute every due entry (of one organization, or all); returns how many."""
+    done = 0
+    last_id = 0
+    while True:
+        query = select(*_COLUMNS).where(LibraryEntry.status.is_(None), LibraryEntry.id > last_id)
+        if org_id is not None:
+            query = query.where(LibraryEntry.org_id == org_id)
+        async with db.session() as s:
+            rows = (await s.execute(query.order_by(LibraryEntry.id).limit(batch))).all()
+        if not rows:
+            return done
+        params = await compute(db, schemes, rows)
+        async with db.session() as s:
+            await (await s.connection()).execute(_UPDATE, params)
+        done += len(rows)
+        last_id = rows[-1].id
+        if len(rows) < batch:
+            return done
+
+
+async def mark_due(
+    db: Database,
+    packages: Iterable[tuple[str, str]] = (),
+    *,
+    org_id: int | None = None,
+    everything: bool = False,
+) -> int:
+    """Make entries of these (ecosystem, package) pairs due again; returns how many."""
+    async with db.session() as s:
+        return await mark_due_in(s, packages, org_id=org_id, everything=everything)
+
+
+async def mark_due_in(
+    s: AsyncSession,
+    packages: Iterable[tuple[str, str]] = (),
+    *,
+    org_id: int | None = None,
+    everything: bool = False,
+) -> int:
+    """`mark_due` inside the caller's transaction (an import marks in its own)."""
+    if everything:
+        query = update(LibraryEntry).values(status=None)
+        if org_id is not None:
+            query = query.where(LibraryEntry.org_id == org_id)
+        result = await s.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)
+    count = 0
+    pairs = sorted(set(packages))
+    for i in range(0, len(pairs), CHUNK):
+        query = update(LibraryEntry).where(
+            tuple_(LibraryEntry.ecosystem, LibraryEntry.package).in_(pairs[i : i + CHUNK])
+        )
+        if org_id is not None:
+            query = query.where(LibraryEntry.org_id == org_id)
+        result = await s.execute(query.values(status=None))
+        count += int(getattr(result, "rowcount", 0) or 0)
+    return count
