@@ -78,12 +78,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("patched_version", sa.String(length=255), nullable=True))
         batch_op.create_index("ix_library_org_last_seen", ["org_id", "last_seen"], unique=False)
         batch_op.create_index("ix_library_org_severity", ["org_id", "severity"], unique=False)
-        batch_op.create_index("ix_library_status", ["status"], unique=False)
+        batch_op.create_index(
+            "ix_library_due", ["status", "org_id", "ecosystem", "package", "id"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("library_entries", schema=None) as batch_op:
-        batch_op.drop_index("ix_library_status")
+        batch_op.drop_index("ix_library_due")
         batch_op.drop_index("ix_library_org_severity")
         batch_op.drop_index("ix_library_org_last_seen")
         batch_op.drop_column("patched_version")
