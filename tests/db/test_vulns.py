@@ -14,7 +14,7 @@ from graft.accounts.service import AccountService
 from graft.catalog import CatalogService
 from graft.db import Database
 from graft.db.models import Advisory, AdvisoryAffected
-from graft.errors import Conflict, NotFound
+from graft.errors import Conflict, InvalidInput, NotFound
 from graft.settings import Settings
 from graft.usage import Served, UsageEvent, UsageRecorder
 from graft.vulns import LibraryQuery, VulnService, collect
@@ -308,3 +308,25 @@ async def test_library_filters_sorting_and_cursor(
     assert (await vulns.list_library(org, LibraryQuery(text="%"))).total == 0  # no wildcard
     by_severity = await vulns.list_library(org, LibraryQuery(sort="-severity", limit=2))
     assert [e.severity for e in by_severity.items] == ["critical", "critical"]
+
+
+async def test_import_from_a_url(db: Database, world: dict[str, int], tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    write_zip(tmp_path / "all.zip", records())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        vulns, _ = service(db)
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        summary = await vulns.import_osv(f"{base}/all.zip")
+        assert (summary.imported, summary.unknown_ecosystems) == (5, {"crates.io": 1})
+        with pytest.raises(InvalidInput, match="HTTP 404"):
+            await vulns.import_osv(f"{base}/missing.zip")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

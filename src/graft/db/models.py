@@ -123,7 +123,8 @@ class LibraryEntry(Base):
         Index("ix_library_org_ecosystem_package", "org_id", "ecosystem", "package"),
         Index("ix_library_org_last_seen", "org_id", "last_seen"),
         Index("ix_library_org_severity", "org_id", "severity"),
-        Index("ix_library_status", "status"),
+        # due entries (status NULL) of one organization, in the order refresh takes them
+        Index("ix_library_due", "status", "org_id", "ecosystem", "package", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

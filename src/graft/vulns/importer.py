@@ -152,6 +152,7 @@ async def _import(
         }
         batch: list[osv.Record] = []
         seen: set[str] = set()
+        touched: set[tuple[str, str]] = set()
         done = 0
         for name, content in src.read():
             done += 1
@@ -175,12 +176,14 @@ async def _import(
                 seen.add(rec.osv_id)
                 batch.append(rec)
                 if len(batch) >= BATCH:
-                    counts.update(await _write(s, batch, held))
+                    counts.update(await _write(s, batch, held, touched))
                     batch = []
             if progress is not None and (done % 200 == 0 or done == total):
                 progress(done, total)
         if batch:
-            counts.update(await _write(s, batch, held))
+            counts.update(await _write(s, batch, held, touched))
+        # once, at the end: an entry named by many records is updated once
+        counts["due"] += await mark_due_in(s, touched)
         if progress is not None:
             progress(total, total)
     return ImportSummary(
@@ -196,11 +199,16 @@ async def _import(
     )
 
 
-async def _write(s: Any, batch: list[osv.Record], held: dict[str, tuple[int, Any]]) -> Counter[str]:
+async def _write(
+    s: Any,
+    batch: list[osv.Record],
+    held: dict[str, tuple[int, Any]],
+    touched: set[tuple[str, str]],
+) -> Counter[str]:
+    """Write one batch; adds the (ecosystem, package) pairs it names to `touched`."""
     counts = Counter[str]()
     new = [r for r in batch if r.osv_id not in held]
     changed = [r for r in batch if r.osv_id in held]
-    touched: set[tuple[str, str]] = set()
     ids: dict[str, int] = {}
     if new:
         result = await s.execute(
@@ -237,5 +245,4 @@ async def _write(s: Any, batch: list[osv.Record], held: dict[str, tuple[int, Any
         counts["withdrawn"] += rec.withdrawn is not None
     if affected:
         await s.execute(insert(AdvisoryAffected), affected)
-    counts["due"] += await mark_due_in(s, touched)
     return counts

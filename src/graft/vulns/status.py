@@ -14,10 +14,10 @@ from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graft.db import Database
-from graft.db.models import LibraryEntry
+from graft.db.models import LibraryEntry, Organization
 from graft.vulns.matching import KnownAdvisory, PatchedBuild, Verdict, verdict
 from graft.vulns.schemes import VersionScheme
-from graft.vulns.store import CHUNK, load_advisories, load_builds
+from graft.vulns.store import by_prefix, load_advisories, load_builds
 
 BATCH = 5000
 
@@ -96,20 +96,24 @@ async def refresh(
 ) -> int:
     """Compute every due entry (of one organization, or all); returns how many."""
     done = 0
-    last_id = 0
+    last: tuple[str, str, int] | None = None
+    # In package order, so that a package's advisories are loaded once, not once per batch.
+    order = (LibraryEntry.ecosystem, LibraryEntry.package, LibraryEntry.id)
     while True:
-        query = select(*_COLUMNS).where(LibraryEntry.status.is_(None), LibraryEntry.id > last_id)
+        query = select(*_COLUMNS).where(LibraryEntry.status.is_(None))
         if org_id is not None:
             query = query.where(LibraryEntry.org_id == org_id)
+        if last is not None:
+            query = query.where(tuple_(*order) > tuple_(*last))
         async with db.session() as s:
-            rows = (await s.execute(query.order_by(LibraryEntry.id).limit(batch))).all()
+            rows = (await s.execute(query.order_by(*order).limit(batch))).all()
         if not rows:
             return done
         params = await compute(db, schemes, rows)
         async with db.session() as s:
             await (await s.connection()).execute(_UPDATE, params)
         done += len(rows)
-        last_id = rows[-1].id
+        last = (rows[-1].ecosystem, rows[-1].package, rows[-1].id)
         if len(rows) < batch:
             return done
 
@@ -141,13 +145,21 @@ async def mark_due_in(
         result = await s.execute(query)
         return int(getattr(result, "rowcount", 0) or 0)
     count = 0
-    pairs = sorted(set(packages))
-    for i in range(0, len(pairs), CHUNK):
-        query = update(LibraryEntry).where(
-            tuple_(LibraryEntry.ecosystem, LibraryEntry.package).in_(pairs[i : i + CHUNK])
-        )
-        if org_id is not None:
-            query = query.where(LibraryEntry.org_id == org_id)
-        result = await s.execute(query.values(status=None))
-        count += int(getattr(result, "rowcount", 0) or 0)
+    pairs = set(packages)
+    if not pairs:
+        return 0
+    # per organization, so that the (org_id, ecosystem, package) index serves the update
+    orgs = [org_id] if org_id is not None else list(await s.scalars(select(Organization.id)))
+    for (ecosystem,), names in by_prefix(pairs):
+        for org in orgs:
+            result = await s.execute(
+                update(LibraryEntry)
+                .where(
+                    LibraryEntry.org_id == org,
+                    LibraryEntry.ecosystem == ecosystem,
+                    LibraryEntry.package.in_(names),
+                )
+                .values(status=None)
+            )
+            count += int(getattr(result, "rowcount", 0) or 0)
     return count

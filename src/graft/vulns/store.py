@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graft.db.models import Advisory, AdvisoryAffected, CatalogArtifact
@@ -24,13 +24,23 @@ def _chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
         yield items[i : i + size]
 
 
+def by_prefix(keys: Iterable[tuple[Any, ...]]) -> Iterable[tuple[tuple[Any, ...], list[str]]]:
+    """(prefix, chunk of last elements): `a = x AND b IN (…)` uses a plain index on both
+    backends, where a row-value IN list makes PostgreSQL scan the table."""
+    grouped: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for key in sorted(set(keys)):
+        grouped[key[:-1]].append(key[-1])
+    for prefix, names in grouped.items():
+        for chunk in _chunks(names):
+            yield prefix, chunk
+
+
 async def load_advisories(
     s: AsyncSession, schemes: dict[str, VersionScheme], pairs: Iterable[Pair]
 ) -> dict[Pair, list[KnownAdvisory]]:
     """Advisories (not withdrawn) naming each (ecosystem, package), compiled for matching."""
     out: dict[Pair, list[KnownAdvisory]] = defaultdict(list)
-    wanted = sorted({p for p in pairs if p[0] in schemes})
-    for chunk in _chunks(wanted):
+    for (ecosystem,), names in by_prefix(p for p in pairs if p[0] in schemes):
         rows = await s.execute(
             select(
                 AdvisoryAffected.ecosystem,
@@ -45,7 +55,8 @@ async def load_advisories(
             )
             .join(Advisory, Advisory.id == AdvisoryAffected.advisory_id)
             .where(
-                tuple_(AdvisoryAffected.ecosystem, AdvisoryAffected.package).in_(chunk),
+                AdvisoryAffected.ecosystem == ecosystem,
+                AdvisoryAffected.package.in_(names),
                 Advisory.withdrawn.is_(None),
             )
             .order_by(Advisory.id)
@@ -93,12 +104,12 @@ async def load_builds(
 ) -> dict[Triple, list[PatchedBuild]]:
     """Each organization's patched builds of each (ecosystem, package)."""
     rows_by: dict[Triple, list[CatalogArtifact]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(triples))):
+    for (org_id, ecosystem), names in by_prefix(triples):
         rows = await s.scalars(
             select(CatalogArtifact).where(
-                tuple_(
-                    CatalogArtifact.org_id, CatalogArtifact.ecosystem, CatalogArtifact.package
-                ).in_(chunk),
+                CatalogArtifact.org_id == org_id,
+                CatalogArtifact.ecosystem == ecosystem,
+                CatalogArtifact.package.in_(names),
                 CatalogArtifact.kind == "patched",
             )
         )
