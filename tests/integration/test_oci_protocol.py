@@ -263,6 +263,23 @@ def test_cross_repository_mount(basic: httpx.Client) -> None:
     assert r.status_code == 202 and "/blobs/uploads/" in r.headers["location"]
 
 
+def test_mount_with_a_registry_token_asks_for_pull_on_the_source(
+    graft: GraftServer, basic: httpx.Client
+) -> None:
+    digest = push_blob(basic, "mount/src2", b"layer mounted over the token flow")
+    only_target = bearer(graft, graft.token, "repository:mount/dst2:pull,push")
+    params = {"mount": digest, "from": "mount/src2"}
+    r = only_target.post("/v2/mount/dst2/blobs/uploads/", params=params)
+    assert r.status_code == 401 and error_code(r) == "UNAUTHORIZED"
+    challenge = r.headers["www-authenticate"]
+    assert 'scope="repository:mount/dst2:pull,push repository:mount/src2:pull"' in challenge
+    assert 'error="insufficient_scope"' in challenge
+    # the client asks again with the challenge's scopes, as a registry client does
+    both = bearer(graft, graft.token, "repository:mount/dst2:pull,push repository:mount/src2:pull")
+    r = both.post("/v2/mount/dst2/blobs/uploads/", params=params)
+    assert r.status_code == 201 and r.headers["location"] == f"/v2/mount/dst2/blobs/{digest}"
+
+
 def test_sha512_blob_and_manifest(basic: httpx.Client) -> None:
     data = b"sha512 content"
     d512 = "sha512:" + hashlib.sha512(data).hexdigest()

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from graft.accounts.models import Principal
+from graft.accounts.scopes import Scope
 from graft.blobs import BlobTooLarge, DigestMismatch, digest_of, split_digest
 from graft.context import AppContext
 from graft.ecosystems.oci import errors
@@ -430,6 +431,15 @@ class Registry:
         if mount is not None and valid_digest(mount):
             source = query.get("from")
             if source is not None and grant is not None and not grant.allows(source, "pull"):
+                if valid_name(source) and principal.allows(Scope.READ):
+                    # As CNCF distribution does: ask the client for a token that also covers
+                    # the source (clients that fetch one scope at a time, like the conformance
+                    # suite's, retry with both and the mount succeeds).
+                    both = f"repository:{name}:pull,push repository:{source}:pull"
+                    raise errors.unauthorized(
+                        f"mounting from {source} needs a registry token with pull on it",
+                        self.auth.challenge(request, both, "insufficient_scope"),
+                    )
                 source = None  # a registry token must also grant pull on the source
             if await self._mount(principal, repo, mount, source):
                 return self._created(name, mount)
