@@ -2,7 +2,7 @@
 
 1. Generates N realistic npm OSV records (default 50,000: SEMVER ranges with introduced/fixed
    or last_affected, some explicit version lists, CVE aliases, CVSS v3.1 and v4 vectors, a few
-   withdrawn) as a zip in osv.dev's export layout, over a pool of package names.
+   withdrawn) as a zip in the OSV project's export layout, over a pool of package names.
 2. Fills one organization's library with M entries (default 100,000) of those packages and
    others, and publishes patched builds for some of them.
 3. Imports the zip (`VulnService.import_osv`) and computes every entry's status

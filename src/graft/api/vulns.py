@@ -104,7 +104,7 @@ def vulns_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/osv/all.zip", tags=["osv"], response_class=Response)
     async def osv_all(principal: Reader) -> Response:
-        """Graft's OSV feed of the organization's patched builds, as osv.dev lays out exports."""
+        """Graft's OSV feed of the organization's patched builds, in the OSV export layout."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for rec in await ctx.vulns.osv_records(principal.org_id):

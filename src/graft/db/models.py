@@ -378,7 +378,7 @@ class UpstreamArtifact(Base):
 
 
 class Advisory(Base):
-    """One OSV record (osv.dev's schema), imported by `graft vulns import`."""
+    """One OSV record (the OSV schema), imported by `graft vulns import`."""
 
     __tablename__ = "advisories"
 

@@ -1,4 +1,4 @@
-"""Reading one OSV record (the schema of osv.dev's exports) into what Graft stores.
+"""Reading one OSV record (the OSV schema) into what Graft stores.
 
 A record that breaks the schema raises `Malformed` with a one-line reason; the importer reports
 it and goes on. `affected` entries of ecosystems Graft does not serve are left out and named.
