@@ -1,4 +1,4 @@
-"""`graft vulns import`: OSV records from a zip (the OSV project's export layout), a directory of JSON
+"""`graft vulns import`: OSV records from a zip (the OSV export layout), a directory of JSON
 files, one JSON file, or a URL to any of those.
 
 Incremental: a record already held with the same or a newer `modified` is not written again.
