@@ -57,7 +57,7 @@ lint: install-test
 	$(BIN)/mypy
 
 pytest: install-test system-deps npm-clients
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 ## Install everything the tests need, then lint, type-check and run the whole suite.
 test: lint pytest
