@@ -196,37 +196,73 @@ async def serve_blob(
         return await _serve_remote(request, blobs, digest, media_type, filename, cache_control)
     scope = request.scope
     etag = etag_for(digest)
-    headers = [
+    headers = _blob_headers(etag, cache_control)
+    if _etag_matches(_header(scope, b"if-none-match"), etag):
+        return BlobResponse(local, digest, status_code=304, headers=headers)
+    # the blob server sends it with sendfile; the client resends its Range there
+    redirect = await _redirect(scope, blobs, digest, local.size, media_type, headers[0])
+    if redirect is not None:
+        return redirect
+    headers.append((b"content-type", media_type.encode()))
+    status, start, stop, lengths = _body_plan(scope, etag, local.size)
+    return BlobResponse(
+        local, digest, status_code=status, headers=headers + lengths, start=start, stop=stop
+    )
+
+
+def _blob_headers(etag: str, cache_control: str) -> list[tuple[bytes, bytes]]:
+    return [
         (b"etag", etag.encode()),
         (b"cache-control", cache_control.encode()),
         (b"accept-ranges", b"bytes"),
     ]
-    if _etag_matches(_header(scope, b"if-none-match"), etag):
-        return BlobResponse(local, digest, status_code=304, headers=headers)
-    if scope["method"] == "GET":
-        host = _header(scope, b"host")
-        url = host and await blobs.direct_url(
-            digest, local.size, media_type, scheme=scope.get("scheme", "http"), host=host
-        )
-        if url:  # the blob server sends it with sendfile; the client resends its Range there
-            # 302, not 307: apk 2.14 follows only 301/302/303 (for a GET they mean the same)
-            return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, *headers[:1]], 302)
-    headers.append((b"content-type", media_type.encode()))
-    wanted = _byte_range(_header(scope, b"range"), local.size)
+
+
+async def _redirect(
+    scope: Scope,
+    blobs: BlobStore,
+    digest: str,
+    size: int,
+    media_type: str,
+    etag_header: tuple[bytes, bytes],
+) -> Response | None:
+    """A 302 to where the store sends the blob itself (blob server, presigned URL), if any."""
+    if scope["method"] != "GET":
+        return None
+    host = _header(scope, b"host")
+    url = host and await blobs.direct_url(
+        digest, size, media_type, scheme=scope.get("scheme", "http"), host=host
+    )
+    if not url:
+        return None
+    # 302, not 307: apk 2.14 follows only 301/302/303 (for a GET they mean the same)
+    return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, etag_header], 302)
+
+
+def _body_plan(
+    scope: Scope, etag: str, size: int
+) -> tuple[int, int, int, list[tuple[bytes, bytes]]]:
+    """(status, start, stop, length headers) after `Range` and `If-Range`: 200 whole, 206 one
+    range, 416 an unsatisfiable one."""
+    wanted = _byte_range(_header(scope, b"range"), size)
     if_range = _header(scope, b"if-range")
     if wanted is not None and if_range is not None and if_range.strip() != etag:
         wanted = None  # the client's copy is another file: send this one whole
     if wanted is False:
-        headers.append((b"content-range", f"bytes */{local.size}".encode()))
-        headers.append((b"content-length", b"0"))
-        return BlobResponse(local, digest, status_code=416, headers=headers, stop=0)
+        unsatisfiable = f"bytes */{size}".encode()
+        return 416, 0, 0, [(b"content-range", unsatisfiable), (b"content-length", b"0")]
     if wanted is None:
-        headers.append((b"content-length", str(local.size).encode()))
-        return BlobResponse(local, digest, status_code=200, headers=headers)
+        return 200, 0, size, [(b"content-length", str(size).encode())]
     start, stop = wanted
-    headers.append((b"content-range", f"bytes {start}-{stop - 1}/{local.size}".encode()))
-    headers.append((b"content-length", str(stop - start).encode()))
-    return BlobResponse(local, digest, status_code=206, headers=headers, start=start, stop=stop)
+    return (
+        206,
+        start,
+        stop,
+        [
+            (b"content-range", f"bytes {start}-{stop - 1}/{size}".encode()),
+            (b"content-length", str(stop - start).encode()),
+        ],
+    )
 
 
 async def _serve_remote(
@@ -242,46 +278,26 @@ async def _serve_remote(
     offers one, small blobs from memory, and the rest streamed from the store."""
     scope = request.scope
     etag = etag_for(digest)
-    headers = [
-        (b"etag", etag.encode()),
-        (b"cache-control", cache_control.encode()),
-        (b"accept-ranges", b"bytes"),
-    ]
+    headers = _blob_headers(etag, cache_control)
     if _etag_matches(_header(scope, b"if-none-match"), etag):
         return _StreamedBlob(None, headers, 304)
     try:
         size = await blobs.size(digest)
     except BlobNotFound:
         raise NotFound(f"{filename or digest} is not stored") from None
-    if scope["method"] == "GET":
-        host = _header(scope, b"host")
-        url = host and await blobs.direct_url(
-            digest, size, media_type, scheme=scope.get("scheme", "http"), host=host
-        )
-        if url:  # 302 for apk, as for the blob server
-            return RawResponse(b"", [(b"location", url.encode()), *_NO_STORE, *headers[:1]], 302)
+    redirect = await _redirect(scope, blobs, digest, size, media_type, headers[0])
+    if redirect is not None:
+        return redirect
     headers.append((b"content-type", media_type.encode()))
-    wanted = _byte_range(_header(scope, b"range"), size)
-    if_range = _header(scope, b"if-range")
-    if wanted is not None and if_range is not None and if_range.strip() != etag:
-        wanted = None
-    if wanted is False:
-        headers.append((b"content-range", f"bytes */{size}".encode()))
-        headers.append((b"content-length", b"0"))
-        return _StreamedBlob(None, headers, 416)
-    start, stop = wanted if wanted else (0, size)
-    if not wanted and size <= SMALL_BYTES and scope["method"] == "GET":
+    status, start, stop, lengths = _body_plan(scope, etag, size)
+    if status == 200 and size <= SMALL_BYTES and scope["method"] == "GET":
         data = _SMALL.cached(digest)
         if data is None:
             data = _SMALL.add(digest, await blobs.read_bytes(digest))
         return RawResponse(data, headers, 200)  # adds Content-Length
-    if wanted:
-        headers.append((b"content-range", f"bytes {start}-{stop - 1}/{size}".encode()))
-    headers.append((b"content-length", str(stop - start).encode()))
-    status = 206 if wanted else 200
-    if scope["method"] == "HEAD":
-        return _StreamedBlob(None, headers, status)
-    return _StreamedBlob(blobs.open(digest, start, stop), headers, status)
+    if status == 416 or scope["method"] == "HEAD":
+        return _StreamedBlob(None, headers + lengths, status)
+    return _StreamedBlob(blobs.open(digest, start, stop), headers + lengths, status)
 
 
 class _StreamedBlob(Response):

@@ -133,6 +133,23 @@ class BlobWriter(Protocol):
         ...
 
 
+async def put_through(
+    writer: AbstractAsyncContextManager[BlobWriter],
+    data: bytes | AsyncIterable[bytes],
+    expected: str | None,
+) -> str:
+    """`BlobStore.put` for any store: stream `data` into its writer, commit against `expected`."""
+    if expected is not None:
+        parse_digest(expected)  # fail before doing any I/O
+    async with writer as w:
+        if isinstance(data, bytes | bytearray | memoryview):
+            await w.write(bytes(data))
+        else:
+            async for chunk in data:
+                await w.write(chunk)
+        return await w.commit(expected)
+
+
 class BlobStore(Protocol):
     def writer(self, *, max_size: int | None = None) -> AbstractAsyncContextManager[BlobWriter]:
         """Streaming upload. Leaving the block without ``commit()`` (exception,

@@ -38,7 +38,7 @@ from .base import (
     DigestMismatch,
     LocalFile,
     check_range,
-    parse_digest,
+    put_through,
     split_digest,
 )
 
@@ -305,15 +305,7 @@ class FilesystemBlobStore:
         *,
         max_size: int | None = None,
     ) -> str:
-        if expected is not None:
-            parse_digest(expected)  # fail before doing any I/O
-        async with self.writer(max_size=max_size) as w:
-            if isinstance(data, bytes | bytearray | memoryview):
-                await w.write(bytes(data))
-            else:
-                async for chunk in data:
-                    await w.write(chunk)
-            return await w.commit(expected)
+        return await put_through(self.writer(max_size=max_size), data, expected)
 
     async def import_file(self, path: Path, expected: str) -> str:
         algorithm = split_digest(expected)[0]
