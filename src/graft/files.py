@@ -52,7 +52,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
+def etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
     candidates = {c.strip().removeprefix("W/") for c in header.split(",")}
@@ -60,7 +60,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def not_modified(request: Request, etag: str) -> bool:
-    return _etag_matches(_header(request.scope, b"if-none-match"), etag)
+    return etag_matches(_header(request.scope, b"if-none-match"), etag)
 
 
 class _SmallBlobs:
@@ -197,7 +197,7 @@ async def serve_blob(
     scope = request.scope
     etag = etag_for(digest)
     headers = _blob_headers(etag, cache_control)
-    if _etag_matches(_header(scope, b"if-none-match"), etag):
+    if etag_matches(_header(scope, b"if-none-match"), etag):
         return BlobResponse(local, digest, status_code=304, headers=headers)
     # the blob server sends it with sendfile; the client resends its Range there
     redirect = await _redirect(scope, blobs, digest, local.size, media_type, headers[0])
@@ -242,10 +242,15 @@ async def _redirect(
 def _body_plan(
     scope: Scope, etag: str, size: int
 ) -> tuple[int, int, int, list[tuple[bytes, bytes]]]:
+    return body_plan(_header(scope, b"range"), _header(scope, b"if-range"), etag, size)
+
+
+def body_plan(
+    range_header: str | None, if_range: str | None, etag: str, size: int
+) -> tuple[int, int, int, list[tuple[bytes, bytes]]]:
     """(status, start, stop, length headers) after `Range` and `If-Range`: 200 whole, 206 one
-    range, 416 an unsatisfiable one."""
-    wanted = _byte_range(_header(scope, b"range"), size)
-    if_range = _header(scope, b"if-range")
+    range, 416 an unsatisfiable one. Shared with the blob server."""
+    wanted = _byte_range(range_header, size)
     if wanted is not None and if_range is not None and if_range.strip() != etag:
         wanted = None  # the client's copy is another file: send this one whole
     if wanted is False:
@@ -279,7 +284,7 @@ async def _serve_remote(
     scope = request.scope
     etag = etag_for(digest)
     headers = _blob_headers(etag, cache_control)
-    if _etag_matches(_header(scope, b"if-none-match"), etag):
+    if etag_matches(_header(scope, b"if-none-match"), etag):
         return _StreamedBlob(None, headers, 304)
     try:
         size = await blobs.size(digest)

@@ -42,25 +42,21 @@ def run_server(settings: Settings) -> None:
 
 
 def _start_blob_server(settings: Settings) -> list[multiprocessing.process.BaseProcess]:
-    """One blob server process per worker, sharing the port (SO_REUSEPORT): the kernel spreads
-    connections over them, as nginx's worker processes do."""
+    """The blob server: one process (gunicorn's arbiter) that runs one sending worker process
+    per Graft worker on the blob port."""
     if settings.blob_server_port is None:
         return []
     from graft.blobs.urls import load_or_create_key
     from graft.blobserver import run_blob_server
 
     load_or_create_key(settings.keys_dir)  # before any worker or the blob server reads it
-    procs: list[multiprocessing.process.BaseProcess] = []
-    for n in range(settings.workers):
-        # spawn, not fork: a fresh interpreter with its own (plain asyncio) event loop
-        proc = multiprocessing.get_context("spawn").Process(
-            target=run_blob_server, name=f"graft-blob-server-{n + 1}", daemon=True
-        )
-        proc.start()
-        procs.append(proc)
-    for started in procs:
-        _wait_listening(started, settings.host, settings.blob_server_port)
-    return procs
+    # spawn, not fork: a fresh interpreter, nothing of this process's state
+    proc = multiprocessing.get_context("spawn").Process(
+        target=run_blob_server, name="graft-blob-server", daemon=True
+    )
+    proc.start()
+    _wait_listening(proc, settings.host, settings.blob_server_port)
+    return [proc]
 
 
 def _wait_listening(proc: multiprocessing.process.BaseProcess, host: str, port: int) -> None:

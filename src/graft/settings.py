@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         description="Base URL clients use to reach the blob server (behind a proxy); default: "
         "the request's host name with blob_server_port.",
     )
+    blob_server_threads: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Sending threads per blob-server worker process: downloads in flight at "
+        "once per worker (idle keep-alive connections wait without a thread).",
+    )
     blob_redirect_min_bytes: int = Field(
         4 << 20,
         ge=0,
