@@ -161,12 +161,14 @@ class AppContext:
             if key == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        client = raw["client"][0] if raw.get("client") else "unknown"
-        try:
-            principal = await self.auth.authenticate(authorization, client)
-        except Unauthorized as exc:
-            exc.challenge = exc.challenge or challenge
-            raise
+        principal = self.auth.cached(authorization)
+        if principal is None:
+            client = raw["client"][0] if raw.get("client") else "unknown"
+            try:
+                principal = await self.auth.authenticate(authorization, client)
+            except Unauthorized as exc:
+                exc.challenge = exc.challenge or challenge
+                raise
         raw[PRINCIPAL_KEY] = principal
         if not principal.allows(scope):
             raise Forbidden(

@@ -79,16 +79,21 @@ class Authenticator:
         # token id -> last time seen (epoch seconds); written in batches, not per request.
         self.last_used: dict[int, float] = {}
 
+    def cached(self, authorization: str | None) -> Principal | None:
+        """The principal of a header verified within the cache delay, else None (then call
+        `authenticate`). Synchronous: a warm request costs one dictionary lookup and no
+        coroutine."""
+        entry = self._cache.get(authorization) if authorization else None
+        if entry is None or entry.until <= self._clock() or not _unexpired(entry.principal):
+            return None
+        self.last_used[entry.principal.token_id] = time.time()
+        return entry.principal
+
     async def authenticate(self, authorization: str | None, client: str) -> Principal:
-        now = self._clock()
-        # Fast path: the exact header seen before and verified within the cache delay. No
-        # decoding, no hashing: one dictionary lookup.
-        cached = self._cache.get(authorization) if authorization else None
-        if cached is not None and cached.until > now and _unexpired(cached.principal):
-            principal = cached.principal
-        else:
-            principal = await self._verify(authorization, client, now)
-        self.last_used[principal.token_id] = time.time()
+        principal = self.cached(authorization)
+        if principal is None:
+            principal = await self._verify(authorization, client, self._clock())
+            self.last_used[principal.token_id] = time.time()
         return principal
 
     async def _verify(self, authorization: str | None, client: str, now: float) -> Principal:
