@@ -180,6 +180,7 @@ class AppContext:
     async def start(self) -> None:
         self.cluster.subscribe("tokens", lambda _payload: self.auth.forget())
         self.cluster.subscribe("catalog", self.catalog.on_announced)
+        self.cluster.subscribe("upstreams", self.upstreams.on_announced)
         await self.cluster.start()
         await self.upstreams.load()
         await self.usage.start()

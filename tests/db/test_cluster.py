@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from graft.cluster import Cluster, announce
 from graft.db import Database
+from graft.errors import Conflict
 
 
 @pytest.fixture
@@ -143,3 +144,39 @@ async def test_sqlite_delivers_in_process_only(db: Database) -> None:
     c.deliver("catalog", {"pkg": "x"})
     assert seen == [{"pkg": "x"}]
     await c.stop()
+
+
+async def test_an_upstream_added_or_removed_elsewhere_is_used_at_once(
+    db: Database, replicas: tuple[Cluster, Cluster]
+) -> None:
+    """`graft upstream add` runs in another process: a replica whose list is fresh (reloaded
+    only every 30 s) uses the new upstream from its next lookup on, and drops a removed one."""
+    from graft.upstream.config import UpstreamConfig
+    from graft.upstream.registry import UpstreamRegistry
+
+    if db.dialect != "postgresql":
+        pytest.skip("messages between replicas need PostgreSQL")
+    b = replicas[1]
+    serving = UpstreamRegistry(b.db, [])  # reloads by itself only every 30 s
+    b.subscribe("upstreams", serving.on_announced)
+    await serving.load()
+
+    async def names_within(seconds: float, expected: list[str]) -> bool:
+        for _ in range(int(seconds / 0.05)):
+            if [u.name for u in await serving.for_ecosystem("pypi")] == expected:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    assert await names_within(0.1, [])
+    cli = UpstreamRegistry(Database(db.url), [])  # the CLI process: no listener of its own
+    try:
+        mirror = UpstreamConfig(ecosystem="pypi", name="mirror", url="http://127.0.0.1:9/simple/")
+        await cli.add(mirror)
+        assert await names_within(5, ["mirror"])
+        with pytest.raises(Conflict):  # a refused duplicate announces nothing
+            await cli.add(mirror)
+        await cli.remove("mirror")
+        assert await names_within(5, [])
+    finally:
+        await cli.db.dispose()

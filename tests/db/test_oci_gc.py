@@ -4,15 +4,14 @@ running push holds stays."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import update
 
 from graft.blobs import FilesystemBlobStore
 from graft.db import Database
-from graft.db.models import OciBlobLink
+from graft.db.models import OciBlobLink, OciUpload
 from graft.ecosystems.oci.gc import collect
 from graft.ecosystems.oci.manifests import parse
 from graft.ecosystems.oci.store import MetaStore, org_space
@@ -26,9 +25,20 @@ async def age_links(db: Database, hours: float) -> None:
         await s.execute(update(OciBlobLink).values(touched_at=old))
 
 
+async def age_uploads(db: Database, upload_id: str, hours: float) -> None:
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    async with db.session() as s:
+        await s.execute(update(OciUpload).where(OciUpload.id == upload_id).values(updated_at=old))
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
 async def test_gc_removes_unreferenced_blobs_and_keeps_pushes(db: Database, tmp_path: Path) -> None:
     blobs = FilesystemBlobStore(tmp_path / "blobs")
-    uploads = UploadStore(tmp_path / "blobs" / "oci-uploads")
+    uploads = UploadStore(db, blobs)
     meta = MetaStore(db)
     repo = await meta.repository_id(org_space(1), "team/app", create=True)
     assert repo is not None
@@ -49,8 +59,8 @@ async def test_gc_removes_unreferenced_blobs_and_keeps_pushes(db: Database, tmp_
     await meta.link(repo, sha256(running))
     await blobs.put(running)
     idle = await uploads.create(org_space(1), "team/app")
-    os.utime(idle.data, (time.time() - 7200, time.time() - 7200))
-    os.utime(idle.data.with_suffix(".json"), (time.time() - 7200, time.time() - 7200))
+    await uploads.append(idle, chunks(b"abandoned"))
+    await age_uploads(db, idle.id, hours=2)
     live = await uploads.create(org_space(1), "team/app")
 
     result = await collect(meta, blobs, uploads, grace_seconds=3600, upload_idle_seconds=3600)
@@ -59,8 +69,9 @@ async def test_gc_removes_unreferenced_blobs_and_keeps_pushes(db: Database, tmp_
     assert await blobs.exists(sha256(running)) and await meta.has_blob(repo, sha256(running))
     for digest in img.blobs:
         assert await blobs.exists(digest)
-    assert uploads.get(live.id, org_space(1), "team/app") is not None
-    assert uploads.get(idle.id, org_space(1), "team/app") is None
+    assert await uploads.get(live.id, org_space(1), "team/app") is not None
+    assert await uploads.get(idle.id, org_space(1), "team/app") is None
+    assert not (tmp_path / "blobs" / "oci-uploads" / idle.id).exists()  # its chunks went too
 
     # once the manifest is deleted its blobs (and its own bytes) go after the grace period
     assert await meta.delete_manifest(repo, img.digest)
@@ -74,7 +85,7 @@ async def test_gc_removes_unreferenced_blobs_and_keeps_pushes(db: Database, tmp_
 
 async def test_a_blob_used_elsewhere_is_never_deleted(db: Database, tmp_path: Path) -> None:
     blobs = FilesystemBlobStore(tmp_path / "blobs")
-    uploads = UploadStore(tmp_path / "uploads")
+    uploads = UploadStore(db, blobs)
     meta = MetaStore(db)
     a = await meta.repository_id(org_space(1), "a", create=True)
     b = await meta.repository_id(org_space(1), "b", create=True)

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -588,3 +589,178 @@ def test_a_replica_stopped_with_sigterm_writes_its_last_usage_batch(
             await db.dispose()
 
     assert asyncio.run(count()) == 7
+
+
+# --- OCI chunked uploads: the session lives in PostgreSQL, its chunks in the bucket ---------
+
+
+def registry_client(cluster: Cluster, name: str) -> dict[str, str]:
+    """A registry token issued by A, which B accepts as well (the keys are shared)."""
+    r = httpx.get(
+        f"{cluster.a.url}/v2/token",
+        params={"service": "graft", "scope": f"repository:{name}:pull,push"},
+        auth=("rootio", cluster.token),
+    )
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def patch(srv: GraftServer, location: str, headers: dict[str, str], data: bytes, start: int,
+          content: Any = None) -> httpx.Response:  # fmt: skip
+    return httpx.patch(
+        srv.url + location,
+        content=data if content is None else content,
+        headers={**headers, "Content-Range": f"{start}-{start + len(data) - 1}",
+                 "Content-Type": "application/octet-stream"},
+        timeout=60,
+    )  # fmt: skip
+
+
+def scratch_keys(cluster: Cluster, upload_id: str) -> list[str]:
+    return [k for k in cluster.objects() if f"oci-uploads/{upload_id}/" in k]
+
+
+def test_a_chunked_push_spread_over_both_replicas(cluster: Cluster) -> None:
+    name = "team/chunked"
+    auth = registry_client(cluster, name)
+    data = random.Random(11).randbytes(7 << 20)  # the first chunk is above a multipart part
+    cuts = [0, 5_500_000, 6_000_000, 6_500_000, len(data) - 1000]
+    started = httpx.post(f"{cluster.a.url}/v2/{name}/blobs/uploads/", headers=auth)
+    assert started.status_code == 202, started.text
+    location, upload_id = started.headers["location"], started.headers["docker-upload-uuid"]
+    for i, (start, stop) in enumerate(itertools.pairwise(cuts)):
+        srv = (cluster.a, cluster.b)[i % 2]
+        r = patch(srv, location, auth, data[start:stop], start)
+        assert r.status_code == 202, r.text
+        assert r.headers["range"] == f"0-{stop - 1}"
+        location = r.headers["location"]
+        # the other replica reports the same offset
+        other = (cluster.b, cluster.a)[i % 2]
+        status = httpx.get(other.url + location, headers=auth)
+        assert status.status_code == 204 and status.headers["range"] == f"0-{stop - 1}"
+    assert len(scratch_keys(cluster, upload_id)) == len(cuts) - 1
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    # nothing at the content address before the PUT
+    assert not [k for k in cluster.objects() if digest.split(":")[1] in k]
+    done = httpx.put(f"{cluster.b.url}{location}", params={"digest": digest},
+                     content=data[cuts[-1]:], headers=auth, timeout=60)  # fmt: skip
+    assert done.status_code == 201, done.text
+    assert scratch_keys(cluster, upload_id) == []
+    assert httpx.get(cluster.a.url + location, headers=auth).status_code == 404
+    pulled = httpx.get(f"{cluster.a.url}/v2/{name}/blobs/{digest}", headers=auth,
+                       follow_redirects=True, timeout=60)  # fmt: skip
+    assert pulled.status_code == 200 and pulled.content == data
+    assert str(pulled.url).startswith(cluster.moto.url)  # by presigned redirect
+
+
+def test_two_chunks_for_the_same_offset_on_two_replicas_one_wins(cluster: Cluster) -> None:
+    name = "team/conflict"
+    auth = registry_client(cluster, name)
+    first = b"a" * 3000
+    location = httpx.post(f"{cluster.b.url}/v2/{name}/blobs/uploads/", headers=auth).headers[
+        "location"
+    ]
+    upload_id = location.rsplit("/", 1)[1]
+    assert patch(cluster.a, location, auth, first, 0).status_code == 202
+    chunks = {"a": b"A" * 5000, "b": b"B" * 5000}
+    results: dict[str, httpx.Response] = {}
+    both_started = threading.Barrier(2)
+
+    def slow(data: bytes) -> Iterator[bytes]:
+        yield data[:100]
+        both_started.wait(10)  # both replicas have checked the offset and are writing
+        time.sleep(0.3)
+        yield data[100:]
+
+    def send(key: str, srv: GraftServer) -> None:
+        data = chunks[key]
+        results[key] = patch(srv, location, auth, data, len(first), content=slow(data))
+
+    threads = [
+        threading.Thread(target=send, args=(key, srv))
+        for key, srv in (("a", cluster.a), ("b", cluster.b))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = sorted(r.status_code for r in results.values())
+    assert statuses == [202, 416], {k: r.text for k, r in results.items()}
+    winner = next(k for k, r in results.items() if r.status_code == 202)
+    loser = results["b" if winner == "a" else "a"]
+    error = loser.json()["errors"][0]
+    assert error["code"] == "BLOB_UPLOAD_INVALID"
+    # refused by the compare-and-set after it was written, not by the check before
+    assert error["message"].startswith("another chunk took offset 3000 first"), error
+    assert loser.headers["range"] == f"0-{len(first) + 5000 - 1}"
+    assert len(scratch_keys(cluster, upload_id)) == 2  # the loser's chunk was deleted
+    data = first + chunks[winner]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    done = httpx.put(cluster.a.url + location, params={"digest": digest}, headers=auth)
+    assert done.status_code == 201, done.text
+    blob = httpx.get(f"{cluster.b.url}/v2/{name}/blobs/{digest}", headers=auth,
+                     follow_redirects=True)  # fmt: skip
+    assert blob.content == data
+
+
+def test_a_replica_killed_mid_chunk_leaves_the_session_at_its_last_offset(
+    cluster: Cluster,
+) -> None:
+    name = "team/killed-chunk"
+    auth = registry_client(cluster, name)
+    data = random.Random(12).randbytes(3 << 20)
+    half = len(data) // 2
+    location = httpx.post(f"{cluster.b.url}/v2/{name}/blobs/uploads/", headers=auth).headers[
+        "location"
+    ]
+    assert patch(cluster.b, location, auth, data[:1000], 0).status_code == 202
+    # The next chunk goes to A, which dies with half of it received.
+    a_url = cluster.a.url
+    rest = data[1000:]
+    with socket.create_connection(("127.0.0.1", cluster.a.port)) as sock:
+        sock.sendall(
+            f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{cluster.a.port}\r\n"
+            f"Authorization: {auth['Authorization']}\r\nContent-Length: {len(rest)}\r\n"
+            f"Content-Range: 1000-{len(data) - 1}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + rest[:half]
+        )
+        time.sleep(0.5)  # the replica is reading the chunk
+        _kill(cluster.a)
+    status = httpx.get(cluster.b.url + location, headers=auth)
+    assert status.status_code == 204 and status.headers["range"] == "0-999"
+    # The client sends the chunk again, through the other replica, and finishes.
+    r = patch(cluster.b, location, auth, rest, 1000)
+    assert r.status_code == 202 and r.headers["range"] == f"0-{len(data) - 1}", r.text
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    done = httpx.put(cluster.b.url + r.headers["location"], params={"digest": digest},
+                     headers=auth)  # fmt: skip
+    assert done.status_code == 201, done.text
+    cluster.a.start()  # the killed replica comes back
+    assert a_url == cluster.a.url
+    pulled = httpx.get(f"{cluster.a.url}/v2/{name}/blobs/{digest}", headers=auth,
+                       follow_redirects=True, timeout=60)  # fmt: skip
+    assert pulled.status_code == 200 and pulled.content == data
+
+
+def test_an_upstream_added_by_the_cli_is_used_by_running_replicas(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Replicas reload their upstream list every 30 s; `graft upstream add` announces the
+    change, so a running replica uses the new upstream within moments, no restart."""
+    files = tmp_path / "late"
+    files.mkdir()
+    make_wheel(files, "late-dep", "1.0")
+    auth = ("", cluster.token)
+    with SimpleIndex(files) as late:
+        for srv in (cluster.a, cluster.b):  # both have a freshly loaded list
+            assert httpx.get(f"{srv.url}/pypi/simple/httpish/", auth=auth).status_code == 200
+        cluster.a.cli("upstream", "add", "late", "--ecosystem", "pypi", "--url", late.index_url,
+                      "--priority", "200")  # fmt: skip
+        try:
+            for srv in (cluster.b, cluster.a):
+                url = f"{srv.url}/pypi/simple/late-dep/"
+                assert wait_until(lambda u=url: httpx.get(u, auth=auth).status_code == 200, 10)
+            pip_install(cluster.b, cluster.token, tmp_path / "t", "late-dep")
+        finally:
+            cluster.a.cli("upstream", "remove", "late")

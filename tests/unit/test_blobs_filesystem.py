@@ -547,3 +547,40 @@ async def test_import_file_verifies_then_moves(store: FilesystemBlobStore, tmp_p
     d512 = digest_of(b"abc" * 100, "sha512")
     assert await store.import_file(again, d512) == d512
     assert await store.read_bytes(d512) == b"abc" * 100
+
+
+async def test_scratch_objects(tmp_path: Path) -> None:
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    scratch = store.scratch("oci-uploads")
+
+    async def body(*parts: bytes) -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"half"
+        raise ConnectionResetError
+
+    assert await scratch.write("u1/0-a", body(b"abc", b"", b"def")) == 6
+    assert (tmp_path / "blobs" / "oci-uploads" / "u1" / "0-a").read_bytes() == b"abcdef"
+    assert scratch.local_path("u1/0-a") == tmp_path / "blobs" / "oci-uploads" / "u1" / "0-a"
+    assert b"".join([c async for c in scratch.read("u1/0-a", chunk_size=4)]) == b"abcdef"
+    with pytest.raises(BlobTooLarge):
+        await scratch.write("u1/6-b", body(b"x" * 10), max_size=5)
+    with pytest.raises(ConnectionResetError):
+        await scratch.write("u1/6-c", broken())
+    assert sorted(os.listdir(tmp_path / "blobs" / "oci-uploads" / "u1")) == ["0-a"]
+    with pytest.raises(BlobNotFound):
+        [c async for c in scratch.read("u1/6-b")]
+    for bad in ("../sha256/aa", "/abs", "u1/../x", "", "u1//x"):
+        with pytest.raises(ValueError):
+            await scratch.write(bad, body(b"x"))
+    old = time.time() - 7200
+    os.utime(tmp_path / "blobs" / "oci-uploads" / "u1" / "0-a", (old, old))
+    await scratch.write("u2/0-a", body(b"new"))
+    assert await scratch.stale(3600) == ["u1/0-a"]
+    await scratch.delete("u2/0-a")
+    await scratch.delete("u2/0-a")  # already gone: fine
+    assert await scratch.delete_tree("u1") == 1
+    assert not (tmp_path / "blobs" / "oci-uploads" / "u1").exists()
+    assert await scratch.delete_tree("u1") == 0

@@ -150,7 +150,57 @@ async def put_through(
         return await w.commit(expected)
 
 
+class Scratch(Protocol):
+    """Named temporary objects next to the blobs (the same volume or bucket), so every process
+    sharing the store sees them: data received in pieces before it becomes one blob (an OCI
+    chunked upload). Nothing here is verified or content-addressed; callers stream it into
+    `BlobStore.writer()` to publish it. Names are `/`-separated `[A-Za-z0-9._-]` segments."""
+
+    async def write(
+        self, name: str, data: AsyncIterable[bytes], *, max_size: int | None = None
+    ) -> int:
+        """Store `data` under `name` (replacing it); return its size. Raises BlobTooLarge past
+        `max_size`; on any error nothing is left under `name` (a killed process may leave
+        debris, which `stale` reports)."""
+        ...
+
+    def read(self, name: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the object; BlobNotFound on the first iteration if it is absent."""
+        ...
+
+    async def delete(self, name: str) -> None:
+        """Remove the object if it is there."""
+        ...
+
+    async def delete_tree(self, prefix: str) -> int:
+        """Remove every object named `<prefix>/…`; return how many."""
+        ...
+
+    async def stale(self, older_than_seconds: float) -> list[str]:
+        """Names of the objects not written for `older_than_seconds`."""
+        ...
+
+    def local_path(self, name: str) -> Path | None:
+        """The object as a local file (it may be moved away with `BlobStore.import_file`), or
+        None for a backend without local files."""
+        ...
+
+
+_SCRATCH_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+
+
+def check_scratch_name(name: str) -> str:
+    """Refuse names that could leave the scratch area (`..`, absolute paths, odd bytes)."""
+    if not _SCRATCH_NAME.fullmatch(name):
+        raise ValueError(f"invalid scratch name {name!r}")
+    return name
+
+
 class BlobStore(Protocol):
+    def scratch(self, area: str) -> Scratch:
+        """The scratch objects of `area` (e.g. "oci-uploads"), shared like the blobs."""
+        ...
+
     def writer(self, *, max_size: int | None = None) -> AbstractAsyncContextManager[BlobWriter]:
         """Streaming upload. Leaving the block without ``commit()`` (exception,
         cancellation) discards the data; nothing becomes visible."""

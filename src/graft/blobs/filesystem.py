@@ -5,6 +5,7 @@ Layout under ``root``::
     sha256/<first 2 hex>/<64 hex>   published blobs (immutable)
     sha512/<first 2 hex>/<128 hex>  blobs addressed by sha512 (OCI allows it)
     tmp/<random>.part               uploads in progress (same filesystem: rename is atomic)
+    <area>/<name>                   scratch objects (``scratch(area)``, e.g. OCI upload chunks)
 
 A blob only ever appears at its final path through ``os.replace`` of a complete, fsynced,
 verified temp file, so readers never see partial data, and a process killed mid-upload
@@ -38,6 +39,7 @@ from .base import (
     DigestMismatch,
     LocalFile,
     check_range,
+    check_scratch_name,
     put_through,
     split_digest,
 )
@@ -259,6 +261,123 @@ class FilesystemBlobWriter:
                 self._store._active.discard(tmp.name)
 
 
+class FilesystemScratch:
+    """Scratch objects as files under `root` (see `Scratch`). A file is written in place: a
+    name is only ever written by one writer (callers make names unique), and a reader only
+    reads names a finished write reported."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, name: str) -> Path:
+        return self.root / check_scratch_name(name)
+
+    async def write(
+        self, name: str, data: AsyncIterable[bytes], *, max_size: int | None = None
+    ) -> int:
+        path = self._path(name)
+
+        def create() -> int:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644)
+
+        fd = await anyio.to_thread.run_sync(create)
+        lock = threading.Lock()  # as in the writer: an abandoned thread never writes after close
+        closed = False
+
+        def flush(batch: list[bytes]) -> None:
+            for chunk in batch:
+                view = memoryview(chunk)
+                with lock:
+                    if closed:
+                        raise BlobError("scratch write was abandoned")
+                    while view:
+                        view = view[os.write(fd, view) :]
+
+        size = 0
+        pending: list[bytes] = []
+        pending_size = 0
+        try:
+            async for chunk in data:
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise BlobTooLarge(max_size)
+                pending.append(bytes(chunk))
+                pending_size += len(chunk)
+                if pending_size >= _FLUSH_SIZE:
+                    batch, pending, pending_size = pending, [], 0
+                    await anyio.to_thread.run_sync(flush, batch)
+            if pending:
+                await anyio.to_thread.run_sync(flush, pending)
+        except BaseException:
+            with lock:
+                closed = True
+                os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        with lock:
+            closed = True
+            os.close(fd)
+        return size
+
+    async def read(self, name: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        path = self._path(name)
+        try:
+            fh = await anyio.to_thread.run_sync(path.open, "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(name) from None
+        try:
+            while data := await anyio.to_thread.run_sync(fh.read, chunk_size):
+                yield data
+        finally:
+            fh.close()
+
+    async def delete(self, name: str) -> None:
+        path = self._path(name)
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def delete_tree(self, prefix: str) -> int:
+        top = self._path(prefix)
+
+        def remove() -> int:
+            try:
+                entries = list(os.scandir(top))
+            except (FileNotFoundError, NotADirectoryError):
+                return 0
+            removed = 0
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+            with contextlib.suppress(OSError):
+                os.rmdir(top)  # unless a racing write just created something in it
+            return removed
+
+        return await anyio.to_thread.run_sync(remove)
+
+    async def stale(self, older_than_seconds: float) -> list[str]:
+        def walk() -> list[str]:
+            cutoff = time.time() - older_than_seconds
+            found = []
+            for dirpath, _dirs, files in os.walk(self.root):
+                for file in files:
+                    path = os.path.join(dirpath, file)
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.stat(path).st_mtime <= cutoff:
+                            found.append(os.path.relpath(path, self.root).replace(os.sep, "/"))
+            return found
+
+        return await anyio.to_thread.run_sync(walk)
+
+    def local_path(self, name: str) -> Path | None:
+        return self._path(name)
+
+
 class FilesystemBlobStore:
     def __init__(
         self,
@@ -294,6 +413,9 @@ class FilesystemBlobStore:
             fd = os.open(tmp, flags, 0o644)
         self._active.add(tmp.name)
         return fd, tmp
+
+    def scratch(self, area: str) -> FilesystemScratch:
+        return FilesystemScratch(self.root / check_scratch_name(area))
 
     def writer(self, *, max_size: int | None = None) -> FilesystemBlobWriter:
         return FilesystemBlobWriter(self, max_size)

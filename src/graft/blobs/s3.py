@@ -6,6 +6,7 @@ Layout under the bucket and an optional key prefix::
     sha256/<first 2 hex>/<64 hex>   published blobs (immutable)
     sha512/<first 2 hex>/<128 hex>  blobs addressed by sha512 (OCI allows it)
     tmp/<random>                    uploads in progress (multipart uploads or finished temps)
+    <area>/<name>                   scratch objects (`scratch(area)`, e.g. OCI upload chunks)
 
 A write is hashed as it streams. Up to one part (`part_bytes`) it stays in memory and is put
 straight to its content address once verified. Larger writes go as a multipart upload to a
@@ -52,6 +53,7 @@ from .base import (
     DigestMismatch,
     LocalFile,
     check_range,
+    check_scratch_name,
     parse_digest,
     put_through,
     split_digest,
@@ -59,7 +61,7 @@ from .base import (
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef, MultipartUploadTypeDef
 
     from .base import BlobStore
 
@@ -224,6 +226,125 @@ class S3BlobWriter:
             log.warning("could not remove upload %s: %s", self._tmp_key, exc)
 
 
+class S3Scratch:
+    """Scratch objects under `<prefix><area>/` (see `Scratch`): written like a blob (one
+    PUT up to a part, else a multipart upload completed at the end), but straight to their
+    name, unhashed. A killed writer leaves an unfinished multipart upload, which
+    `cleanup_stale_uploads` aborts."""
+
+    def __init__(self, store: S3BlobStore, area: str) -> None:
+        self._store = store
+        self.prefix = f"{store.prefix}{check_scratch_name(area)}/"
+
+    def _key(self, name: str) -> str:
+        return self.prefix + check_scratch_name(name)
+
+    async def write(
+        self, name: str, data: AsyncIterable[bytes], *, max_size: int | None = None
+    ) -> int:
+        store, key = self._store, self._key(name)
+        client = await store.client()
+        buffer: list[bytes] = []
+        buffered = size = 0
+        upload_id: str | None = None
+        parts: list[CompletedPartTypeDef] = []
+
+        async def send() -> None:
+            nonlocal upload_id, buffer, buffered
+            body, buffer, buffered = b"".join(buffer), [], 0
+            if upload_id is None:
+                created = await client.create_multipart_upload(Bucket=store.bucket, Key=key)
+                upload_id = created["UploadId"]
+            number = len(parts) + 1
+            sent = await client.upload_part(
+                Bucket=store.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+            parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+        try:
+            async for chunk in data:
+                if not chunk:
+                    continue
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise BlobTooLarge(max_size)
+                buffer.append(bytes(chunk))
+                buffered += len(chunk)
+                if buffered >= store.part_bytes:
+                    await send()
+            if upload_id is None:
+                await client.put_object(Bucket=store.bucket, Key=key, Body=b"".join(buffer))
+                return size
+            if buffer:
+                await send()
+            await client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            return size
+        except BaseException:
+            if upload_id is not None:  # no await: under cancellation it would raise again
+                store._spawn(self._abort(key, upload_id))
+            raise
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        store = self._store
+        try:
+            client = await store.client()
+            await client.abort_multipart_upload(Bucket=store.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError) as exc:  # housekeeping retries later
+            log.warning("could not abort the scratch upload %s: %s", key, exc)
+
+    async def read(self, name: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        store = self._store
+        client = await store.client()
+        try:
+            response = await client.get_object(Bucket=store.bucket, Key=self._key(name))
+        except ClientError as exc:
+            if _missing(exc):
+                raise BlobNotFound(name) from None
+            raise BlobError(f"object store: {exc}") from exc
+        async with response["Body"] as body:
+            while chunk := await body.read(chunk_size):
+                yield chunk
+
+    async def delete(self, name: str) -> None:
+        client = await self._store.client()
+        await client.delete_object(Bucket=self._store.bucket, Key=self._key(name))
+
+    async def _listed(self, prefix: str) -> AsyncIterator[tuple[str, dt.datetime]]:
+        client = await self._store.client()
+        listing = client.get_paginator("list_objects_v2")
+        async for page in listing.paginate(Bucket=self._store.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["LastModified"]
+
+    async def delete_tree(self, prefix: str) -> int:
+        store = self._store
+        client = await store.client()
+        keys = [key async for key, _ in self._listed(self._key(prefix) + "/")]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1000 keys
+            batch = keys[start : start + 1000]
+            await client.delete_objects(
+                Bucket=store.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+        return len(keys)
+
+    async def stale(self, older_than_seconds: float) -> list[str]:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_seconds)
+        return [
+            key[len(self.prefix) :]
+            async for key, modified in self._listed(self.prefix)
+            if modified <= cutoff
+        ]
+
+    def local_path(self, name: str) -> Path | None:
+        return None
+
+
 class S3BlobStore:
     def __init__(
         self,
@@ -275,6 +396,7 @@ class S3BlobStore:
         self._sizes: dict[str, tuple[int, float]] = {}
         self.size_cache_seconds = size_cache_seconds
         self._presigned: dict[tuple[str, str], tuple[str, float]] = {}
+        self._scratch_areas: set[str] = set()  # key prefixes of the scratch areas in use
 
     # -- plumbing ---------------------------------------------------------------------------
     async def client(self, kind: str = "io") -> S3Client:
@@ -368,6 +490,11 @@ class S3BlobStore:
         return f"{algorithm}:{h.hexdigest()}"
 
     # -- the BlobStore protocol ---------------------------------------------------------------
+    def scratch(self, area: str) -> S3Scratch:
+        scratch = S3Scratch(self, area)
+        self._scratch_areas.add(scratch.prefix)
+        return scratch
+
     def writer(self, *, max_size: int | None = None) -> S3BlobWriter:
         return S3BlobWriter(self, max_size)
 
@@ -505,21 +632,38 @@ class S3BlobStore:
         prefix = f"{self.prefix}{_TMP}"
         removed = 0
 
+        async def stale_upload(upload: MultipartUploadTypeDef) -> bool:
+            key, reported = upload["Key"], upload["Initiated"]
+            started, _, _ = key[len(prefix) :].partition("-")
+            if key.startswith(prefix) and started.isdigit():
+                return dt.datetime.fromtimestamp(int(started), dt.UTC) <= cutoff
+            # A scratch write: its newest part says when its writer was last alive.
+            listed = await client.list_parts(
+                Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+            )
+            return (
+                max((p["LastModified"] for p in listed.get("Parts", [])), default=reported)
+                <= cutoff
+            )
+
         def stale(key: str, reported: dt.datetime) -> bool:
             started, _, _ = key[len(prefix) :].partition("-")
             if started.isdigit():
                 return dt.datetime.fromtimestamp(int(started), dt.UTC) <= cutoff
             return reported <= cutoff
 
+        # Unfinished multipart uploads of blob writes (tmp/) and of scratch writes whose
+        # process died (each scratch area this process uses).
         uploads = client.get_paginator("list_multipart_uploads")
-        async for page in uploads.paginate(Bucket=self.bucket, Prefix=prefix):
-            for upload in page.get("Uploads", []):
-                if stale(upload["Key"], upload["Initiated"]):
-                    with contextlib.suppress(ClientError):
-                        await client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                        )
-                        removed += 1
+        for under in (prefix, *sorted(self._scratch_areas)):
+            async for page in uploads.paginate(Bucket=self.bucket, Prefix=under):
+                for upload in page.get("Uploads", []):
+                    if await stale_upload(upload):
+                        with contextlib.suppress(ClientError):
+                            await client.abort_multipart_upload(
+                                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                            )
+                            removed += 1
         listing = client.get_paginator("list_objects_v2")
         async for listed in listing.paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in listed.get("Contents", []):

@@ -49,7 +49,8 @@ def add(
     keyring: Annotated[str | None, typer.Option(help="Keyring file (APT/APK).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add an upstream. Running servers pick it up within 30 seconds."""
+    """Add an upstream. Running servers use it from their next request on (on SQLite: within
+    30 seconds)."""
     try:
         config = UpstreamConfig(
             ecosystem=ecosystem,
@@ -106,6 +107,6 @@ def list_(
 
 @upstream_app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="Upstream name.")]) -> None:
-    """Remove an upstream added with `graft upstream add`."""
+    """Remove an upstream added with `graft upstream add` (running servers: as for add)."""
     run_db(lambda db, cfg: _registry(db, cfg).remove(name))
     out.print(f"Removed upstream {name!r}.")

@@ -344,6 +344,37 @@ class OciGcCandidate(Base):
     marked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class OciUpload(Base):
+    """A chunked blob upload in progress, seen by every replica. `size` is the offset the next
+    chunk must start at; it only moves by compare-and-set (`UPDATE … WHERE size = :expected`)
+    in the transaction that records the chunk. The bytes are scratch objects of the blob store
+    (area "oci-uploads")."""
+
+    __tablename__ = "oci_uploads"
+    __table_args__ = (Index("ix_oci_upload_updated", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    space: Mapped[str] = mapped_column(String(80))
+    repository: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OciUploadChunk(Base):
+    """One accepted chunk of an upload: bytes [offset, offset + size) in the scratch object
+    `name` (unique per attempt, so a losing concurrent chunk never overwrites the winner)."""
+
+    __tablename__ = "oci_upload_chunks"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("oci_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(100))
+
+
 class CatalogTag(Base):
     """A named pointer to one of a package's versions, set by the organization (npm dist-tags
     such as `latest` or `next`). Per (organization, ecosystem, package, tag)."""

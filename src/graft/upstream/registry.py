@@ -1,17 +1,21 @@
 """The effective upstream list: `[[upstream]]` from settings plus `graft upstream add` records.
 
-Held in memory and reloaded from the database every `refresh_seconds` (and at once after a
-change made through this process), so that no request waits on the upstreams table.
+Held in memory and reloaded from the database every `refresh_seconds`, so that no request
+waits on the upstreams table. A change announces `upstreams` in its own transaction
+(`graft.cluster`), so every running replica, told by the CLI process that made it, reloads on
+its next request instead of after up to `refresh_seconds`.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from graft.cluster import announce
 from graft.db import Database
 from graft.db.models import UpstreamRecord
 from graft.errors import Conflict, NotFound
@@ -64,6 +68,10 @@ class UpstreamRegistry:
             await self.load()
         return self.cached(ecosystem)
 
+    def on_announced(self, payload: dict[str, Any] | None) -> None:
+        """An upstream was added or removed (by any process): reload on the next lookup."""
+        self._loaded_at = float("-inf")
+
     def cached(self, ecosystem: str) -> list[UpstreamConfig]:
         return self._by_ecosystem.get(ecosystem, [])
 
@@ -91,6 +99,8 @@ class UpstreamRegistry:
                         keyring=upstream.keyring,
                     )
                 )
+                await s.flush()  # a duplicate name fails here, before the announcement
+                await announce(s, "upstreams", {"name": upstream.name})
         except IntegrityError:
             raise Conflict(f"upstream {upstream.name!r} already exists") from None
         await self.load()
@@ -101,6 +111,8 @@ class UpstreamRegistry:
             raise Conflict(f"upstream {name!r} is defined in the configuration file; edit it there")
         async with self.db.session() as s:
             result = await s.execute(delete(UpstreamRecord).where(UpstreamRecord.name == name))
+            if getattr(result, "rowcount", 0):
+                await announce(s, "upstreams", {"name": name})
         if not getattr(result, "rowcount", 0):
             raise NotFound(f"upstream {name!r} not found")
         await self.load()

@@ -1,7 +1,7 @@
 """Garbage collection of the registry, safe while pushes run.
 
-1. Upload sessions idle for `upload_idle_seconds` are removed (a live push touches its session
-   with every chunk).
+1. Upload sessions idle for `upload_idle_seconds` are removed with their chunks, and so are
+   chunks no session owns (a live push touches its session with every chunk).
 2. Blob links that no manifest of their repository references and that no pusher asked for in
    `grace_seconds` are dropped; the blobs become candidates. The grace period is what keeps the
    layers of a push whose manifest has not arrived yet: each upload and each `HEAD` of the blob

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -46,7 +46,7 @@ from graft.ecosystems.oci.names import (
 from graft.ecosystems.oci.service import ECOSYSTEM, Found, RegistryService
 from graft.ecosystems.oci.store import org_space
 from graft.ecosystems.oci.tokens import TokenSigner, load_or_create_key
-from graft.ecosystems.oci.uploads import Upload
+from graft.ecosystems.oci.uploads import LengthMismatch, OffsetConflict, Upload, UploadGone
 from graft.errors import GraftError
 from graft.files import not_modified, serve_blob
 from graft.routing import Route
@@ -478,21 +478,26 @@ class Registry:
         if not await self.ctx.blobs.exists(digest):
             await self.meta.unlink(repo, digest)
 
-    def _session(self, principal: Principal, name: str, upload_id: str) -> Upload:
-        upload = self.uploads.get(upload_id, org_space(principal.org_id), name)
+    async def _session(self, principal: Principal, name: str, upload_id: str) -> Upload:
+        upload = await self.uploads.get(upload_id, org_space(principal.org_id), name)
         if upload is None:
             raise errors.blob_upload_unknown(upload_id)
         return upload
 
     async def upload_get(self, request: Request, name: str, upload_id: str) -> Response:
         principal, _ = await self.auth.require(request, name, "push")
-        upload = self._session(principal, name, upload_id)
-        headers = self._upload_headers(name, upload, upload.size())
+        upload = await self._session(principal, name, upload_id)
+        headers = self._upload_headers(name, upload, upload.size)
         return Response(status_code=204, headers=headers)
+
+    def _range_error(self, name: str, upload: Upload, size: int, message: str) -> errors.OCIError:
+        headers = self._upload_headers(name, upload, size)
+        del headers["Content-Length"]
+        return errors.OCIError("BLOB_UPLOAD_INVALID", message, 416, headers=headers)
 
     async def _append(self, request: Request, upload: Upload, name: str) -> int:
         """Append the request body as the next chunk; returns the new size."""
-        size = upload.size()
+        size = upload.size
         content_range = request.headers.get("content-range")
         expected_length: int | None = None
         if content_range:
@@ -501,15 +506,8 @@ class Registry:
                 raise errors.blob_upload_invalid(f"invalid Content-Range {content_range!r}", 416)
             start, end = int(m.group(1)), int(m.group(2))
             if start != size or end < start:
-                raise errors.OCIError(
-                    "BLOB_UPLOAD_INVALID",
-                    f"chunk starts at {start} but the upload holds {size} bytes",
-                    416,
-                    headers={
-                        k: v
-                        for k, v in self._upload_headers(name, upload, size).items()
-                        if k != "Content-Length"
-                    },
+                raise self._range_error(
+                    name, upload, size, f"chunk starts at {start} but the upload holds {size} bytes"
                 )
             expected_length = end - start + 1
         declared = request.headers.get("content-length")
@@ -523,56 +521,66 @@ class Registry:
                 f"Content-Length {declared} does not match Content-Range {content_range}", 416
             )
         try:
-            written = await self.uploads.append(upload, request.stream(), limit=self.max_blob)
-        except OverflowError:
+            return await self.uploads.append(
+                upload, request.stream(), expected_length=expected_length, limit=self.max_blob
+            )
+        except BlobTooLarge:
             raise errors.size_invalid(
                 f"blob exceeds the limit of {self.max_blob} bytes", 413
             ) from None
-        if expected_length is not None and written != expected_length:
-            os.truncate(upload.data, size)
-            raise errors.blob_upload_invalid(
-                f"the chunk has {written} bytes but Content-Range said {expected_length}", 416
-            )
-        return size + written
+        except LengthMismatch as exc:
+            raise errors.blob_upload_invalid(str(exc), 416) from None
+        except OffsetConflict as exc:
+            # another chunk for the same offset won (on this replica or another one)
+            raise self._range_error(
+                name,
+                upload,
+                exc.size,
+                f"another chunk took offset {size} first; the upload holds {exc.size} bytes",
+            ) from None
+        except UploadGone:
+            raise errors.blob_upload_unknown(upload.id) from None
 
     async def upload_patch(self, request: Request, name: str, upload_id: str) -> Response:
         principal, _ = await self.auth.require(request, name, "push")
-        upload = self._session(principal, name, upload_id)
-        async with self.uploads.lock(upload.id):
-            size = await self._append(request, upload, name)
+        upload = await self._session(principal, name, upload_id)
+        size = await self._append(request, upload, name)
         return Response(status_code=202, headers=self._upload_headers(name, upload, size))
 
     async def upload_put(self, request: Request, name: str, upload_id: str) -> Response:
         principal, _ = await self.auth.require(request, name, "push")
-        upload = self._session(principal, name, upload_id)
+        upload = await self._session(principal, name, upload_id)
         digest = request.query_params.get("digest")
         if not digest:
             raise errors.digest_invalid("finishing an upload needs ?digest=<digest>")
         self._check_digest(digest)
         repo = await self.meta.repository_id(upload.space, name, create=True)
         assert repo is not None
-        async with self.uploads.lock(upload.id):
-            await self._append(request, upload, name)
-            await self.meta.link(repo, digest)
-            try:
-                await self.ctx.blobs.import_file(upload.data, digest)
-            except DigestMismatch as exc:
-                await self._unlink_if_absent(repo, digest)
-                self.uploads.remove(upload)
-                raise errors.digest_invalid(
-                    f"the uploaded bytes have digest {exc.actual}, not {digest}"
-                ) from None
-            except BaseException:
-                await self._unlink_if_absent(repo, digest)
-                raise
-            self.uploads.finished(upload)
+        size = await self._append(request, upload, name)
+        upload = replace(upload, size=size)
+        await self.meta.link(repo, digest)
+        try:
+            await self.uploads.finish(upload, digest, max_size=self.max_blob)
+        except DigestMismatch as exc:
+            await self._unlink_if_absent(repo, digest)
+            await self.uploads.remove(upload)
+            raise errors.digest_invalid(
+                f"the uploaded bytes have digest {exc.actual}, not {digest}"
+            ) from None
+        except UploadGone:
+            await self._unlink_if_absent(repo, digest)
+            raise errors.blob_upload_unknown(upload.id) from None
+        except BaseException:
+            await self._unlink_if_absent(repo, digest)
+            raise
+        await self.uploads.remove(upload)
         await self.meta.set_link_size(repo, digest, await self.ctx.blobs.size(digest))
         return self._created(name, digest)
 
     async def upload_delete(self, request: Request, name: str, upload_id: str) -> Response:
         principal, _ = await self.auth.require(request, name, "push")
-        upload = self._session(principal, name, upload_id)
-        self.uploads.remove(upload)
+        upload = await self._session(principal, name, upload_id)
+        await self.uploads.remove(upload)
         return Response(status_code=204)
 
     # --- discovery ------------------------------------------------------------------------

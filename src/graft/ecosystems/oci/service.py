@@ -56,7 +56,7 @@ class RegistryService:
         self.blobs: BlobStore = ctx.blobs
         self.meta = MetaStore(ctx.db)
         ctx.cluster.subscribe("oci", self.meta.cache.on_announced)
-        self.uploads = UploadStore(ctx.settings.effective_blob_dir / "oci-uploads")
+        self.uploads = UploadStore(ctx.db, ctx.blobs)
         self.client = RegistryClient(ctx.http)
         self._bodies: OrderedDict[str, bytes] = OrderedDict()
         self._flight: SingleFlight[ManifestInfo | None] = SingleFlight()

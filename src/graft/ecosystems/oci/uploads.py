@@ -1,29 +1,46 @@
-"""Blob upload sessions, kept on disk so any worker (or replica sharing the volume) can take the
-next chunk: `<blob_dir>/oci-uploads/<id>.data` holds the bytes received so far and
-`<id>.json` the repository it belongs to. The offset is the data file's size.
+"""Chunked blob upload sessions (`POST`, `PATCH`…, `PUT`), seen alike by every replica.
 
-An upload finishes by moving the data file into the blob store (`BlobStore.import_file`, which
-hashes it first); nothing becomes visible before the digest is checked. Sessions idle longer than
-the garbage collector's limit are removed.
+A session is a row of `oci_uploads` (space, repository, `size` = the offset the next chunk
+must start at); each accepted chunk is a row of `oci_upload_chunks` naming a scratch object of
+the blob store (`BlobStore.scratch("oci-uploads")`: files under `<blob_dir>/oci-uploads/`, or
+objects under `<prefix>oci-uploads/` of the bucket) called `<id>/<offset>-<random>`. So a
+client's requests may land on any replica, and a replica may die between them.
+
+Appending writes the chunk's bytes to a fresh scratch object first, then moves the offset by
+compare-and-set in the transaction that records the chunk (`UPDATE … WHERE size = :expected`):
+of two chunks sent for the same offset, to one replica or two, one wins and the other is
+deleted and refused (416, as an out-of-order chunk is). A chunk that breaks off, is too long
+or too short, or whose process dies, never reaches the database: the session stays as it was
+and the client may send it again.
+
+Finishing streams the chunks in order through the blob store's verifying writer (hashed as it
+goes, committed only if the digest matches); nothing becomes visible before the digest is
+checked. A session held in one local file goes by `BlobStore.import_file` instead (hash, then
+rename: the usual single-`PATCH` push on the filesystem store costs no copy). The chunks and
+the row are removed afterwards, on cancel, and by the garbage collector (`sweep`) once the
+session is idle longer than its limit; `sweep` also removes scratch objects no session owns
+(left by a killed process).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
+import datetime as dt
+import logging
 import re
 import secrets
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import anyio.to_thread
+from sqlalchemy import delete, select, update
 
+from graft.blobs import BlobError, BlobNotFound, BlobStore
+from graft.db import Database
+from graft.db.models import OciUpload, OciUploadChunk, utcnow
+
+log = logging.getLogger("graft.oci")
+
+AREA = "oci-uploads"
 _ID = re.compile(r"[0-9a-f]{32}")
-_BATCH = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,125 +48,197 @@ class Upload:
     id: str
     space: str
     repository: str
-    data: Path
+    size: int  # bytes received when the session was read
 
-    def size(self) -> int:
-        try:
-            return self.data.stat().st_size
-        except FileNotFoundError:
-            return -1
+
+class UploadGone(Exception):
+    """The session was finished, cancelled or collected meanwhile."""
+
+
+class OffsetConflict(Exception):
+    """Another chunk moved the offset first; `size` is where the session is now."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the upload holds {size} bytes")
+        self.size = size
+
+
+class LengthMismatch(Exception):
+    def __init__(self, written: int, expected: int) -> None:
+        super().__init__(f"the chunk has {written} bytes but Content-Range said {expected}")
+        self.written = written
+        self.expected = expected
+
+
+async def _nonempty(body: AsyncIterable[bytes]) -> AsyncIterator[bytes] | None:
+    """`body` from its first non-empty piece on, or None if it has none (an empty `PUT` then
+    costs no scratch object)."""
+    stream = aiter(body)
+    async for first in stream:
+        if first:
+            break
+    else:
+        return None
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in stream:
+            yield chunk
+
+    return rest()
 
 
 class UploadStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def lock(self, upload_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(upload_id, asyncio.Lock())
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.scratch = blobs.scratch(AREA)
 
     async def create(self, space: str, repository: str) -> Upload:
         upload_id = secrets.token_hex(16)
-        meta = json.dumps({"space": space, "repository": repository, "created": time.time()})
+        now = utcnow()
+        async with self.db.session() as s:
+            s.add(
+                OciUpload(
+                    id=upload_id,
+                    space=space,
+                    repository=repository,
+                    size=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return Upload(upload_id, space, repository, 0)
 
-        def make() -> None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            (self.root / f"{upload_id}.json").write_text(meta)
-            (self.root / f"{upload_id}.data").touch(exist_ok=False)
-
-        await anyio.to_thread.run_sync(make)
-        return Upload(upload_id, space, repository, self.root / f"{upload_id}.data")
-
-    def get(self, upload_id: str, space: str, repository: str) -> Upload | None:
+    async def get(self, upload_id: str, space: str, repository: str) -> Upload | None:
         """The session if it exists and belongs to this repository (else None)."""
         if not _ID.fullmatch(upload_id):
             return None
-        try:
-            meta = json.loads((self.root / f"{upload_id}.json").read_text())
-        except (FileNotFoundError, ValueError):
+        async with self.db.session() as s:
+            row = await s.get(OciUpload, upload_id)
+        if row is None or row.space != space or row.repository != repository:
             return None
-        if meta.get("space") != space or meta.get("repository") != repository:
-            return None
-        data = self.root / f"{upload_id}.data"
-        if not data.exists():
-            return None
-        return Upload(upload_id, space, repository, data)
+        return Upload(row.id, row.space, row.repository, row.size)
 
     async def append(
-        self, upload: Upload, body: AsyncIterator[bytes], *, limit: int | None = None
+        self,
+        upload: Upload,
+        body: AsyncIterable[bytes],
+        *,
+        expected_length: int | None = None,
+        limit: int | None = None,
     ) -> int:
-        """Append a request body; returns the bytes written. `limit` caps the total size."""
-        fd = await anyio.to_thread.run_sync(
-            lambda: os.open(upload.data, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        )
-        written = 0
-        start = os.fstat(fd).st_size
-        pending: list[bytes] = []
-        pending_size = 0
+        """Append a request body at `upload.size`; return the session's new size. Raises
+        OffsetConflict, UploadGone, LengthMismatch or BlobTooLarge (`limit` caps the whole
+        blob), each leaving the session as it was."""
+        start = upload.size
+        data = await _nonempty(body)
+        if data is None:
+            if expected_length:
+                raise LengthMismatch(0, expected_length)
+            return start
+        name = f"{upload.id}/{start:015d}-{secrets.token_hex(6)}"
+        room = None if limit is None else max(limit - start, 0)
+        written = await self.scratch.write(name, data, max_size=room)
+        if expected_length is not None and written != expected_length:
+            await self._discard(name)
+            raise LengthMismatch(written, expected_length)
+        # If this transaction fails its outcome may be unknown (a lost COMMIT): the chunk then
+        # stays, and goes with the session's other chunks (`remove`, `sweep`).
+        async with self.db.session() as s:
+            moved = await s.execute(
+                update(OciUpload)
+                .where(OciUpload.id == upload.id, OciUpload.size == start)
+                .values(size=start + written, updated_at=utcnow())
+            )
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                s.add(OciUploadChunk(upload_id=upload.id, offset=start, size=written, name=name))
+                return start + written
+            now = await s.scalar(select(OciUpload.size).where(OciUpload.id == upload.id))
+        await self._discard(name)
+        raise UploadGone() if now is None else OffsetConflict(now)
 
-        def flush(batch: list[bytes]) -> None:
-            for chunk in batch:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-
+    async def _discard(self, name: str) -> None:
         try:
-            async for chunk in body:
-                if not chunk:
-                    continue
-                written += len(chunk)
-                if limit is not None and start + written > limit:
-                    raise OverflowError(limit)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= _BATCH:
-                    batch, pending, pending_size = pending, [], 0
-                    await anyio.to_thread.run_sync(flush, batch)
-            if pending:
-                await anyio.to_thread.run_sync(flush, pending)
-        except BaseException:
-            # A broken or refused chunk leaves the session as it was before this request.
-            os.ftruncate(fd, start)
+            await self.scratch.delete(name)
+        except Exception as exc:  # it goes with the session (`remove`, `sweep`)
+            log.warning("could not remove the refused upload chunk %s: %s", name, exc)
+
+    async def finish(self, upload: Upload, digest: str, *, max_size: int | None = None) -> None:
+        """Publish the session's bytes as the blob `digest` (DigestMismatch: they are not).
+        The session stays; `remove` it after."""
+        async with self.db.session() as s:
+            size = await s.scalar(select(OciUpload.size).where(OciUpload.id == upload.id))
+            if size is None:
+                raise UploadGone()
+            # Touching the session keeps the collector off it while it is being assembled.
+            await s.execute(
+                update(OciUpload).where(OciUpload.id == upload.id).values(updated_at=utcnow())
+            )
+            chunks = list(
+                await s.execute(
+                    select(OciUploadChunk.offset, OciUploadChunk.size, OciUploadChunk.name)
+                    .where(OciUploadChunk.upload_id == upload.id, OciUploadChunk.offset < size)
+                    .order_by(OciUploadChunk.offset)
+                )
+            )
+        at = 0
+        for offset, length, _ in chunks:
+            if offset != at:
+                raise BlobError(f"upload {upload.id} lacks bytes {at}-{offset - 1}")
+            at += length
+        if at != size:
+            raise BlobError(f"upload {upload.id} holds {at} of its {size} bytes")
+        try:
+            local = self.scratch.local_path(chunks[0].name) if len(chunks) == 1 else None
+            if local is not None:
+                await self.blobs.import_file(local, digest)
+                return
+            async with self.blobs.writer(max_size=max_size) as writer:
+                for chunk in chunks:
+                    async for piece in self.scratch.read(chunk.name):
+                        await writer.write(piece)
+                await writer.commit(digest)
+        except (BlobNotFound, FileNotFoundError):
+            # A concurrent (or an earlier, interrupted) finish or a cancel took the chunks first.
+            if await self.blobs.exists(digest):
+                return  # published, verified, by that finish
+            if await self.get(upload.id, upload.space, upload.repository) is None:
+                raise UploadGone() from None
             raise
-        finally:
-            os.close(fd)
-        return written
 
-    def remove(self, upload: Upload) -> None:
-        for suffix in (".data", ".json"):
-            (self.root / f"{upload.id}{suffix}").unlink(missing_ok=True)
-        self._locks.pop(upload.id, None)
-
-    def finished(self, upload: Upload) -> None:
-        """The data file was moved into the blob store: drop what is left of the session."""
-        self.remove(upload)
+    async def remove(self, upload: Upload) -> None:
+        """Drop the session and its chunks (finished, refused or cancelled)."""
+        async with self.db.session() as s:
+            await s.execute(delete(OciUpload).where(OciUpload.id == upload.id))
+        await self.scratch.delete_tree(upload.id)
 
     async def sweep(self, idle_seconds: float) -> int:
-        """Remove sessions untouched for `idle_seconds`; returns how many."""
-
-        def run() -> int:
-            cutoff = time.time() - idle_seconds
-            removed = 0
-            try:
-                entries = list(os.scandir(self.root))
-            except FileNotFoundError:
-                return 0
-            for entry in entries:
-                if not entry.name.endswith(".json"):
-                    continue
-                upload_id = entry.name.removesuffix(".json")
-                data = self.root / f"{upload_id}.data"
-                try:
-                    newest = entry.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    newest = max(newest, data.stat().st_mtime)
-                if newest <= cutoff:
-                    data.unlink(missing_ok=True)
-                    (self.root / entry.name).unlink(missing_ok=True)
-                    self._locks.pop(upload_id, None)
-                    removed += 1
-            return removed
-
-        return await anyio.to_thread.run_sync(run)
+        """Remove sessions untouched for `idle_seconds`, and scratch objects as old as that
+        which no session owns; returns how many sessions."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=idle_seconds)
+        async with self.db.session() as s:
+            idle = list(await s.scalars(select(OciUpload.id).where(OciUpload.updated_at <= cutoff)))
+        removed = 0
+        for upload_id in idle:
+            async with self.db.session() as s:
+                gone = await s.execute(
+                    # re-checked: a chunk may have arrived since the query above
+                    delete(OciUpload).where(
+                        OciUpload.id == upload_id, OciUpload.updated_at <= cutoff
+                    )
+                )
+            if gone.rowcount == 1:  # type: ignore[attr-defined]
+                await self.scratch.delete_tree(upload_id)
+                removed += 1
+        names = await self.scratch.stale(idle_seconds)
+        owners = sorted({name.split("/", 1)[0] for name in names})
+        live: set[str] = set()
+        for at in range(0, len(owners), 500):
+            async with self.db.session() as s:
+                batch = select(OciUpload.id).where(OciUpload.id.in_(owners[at : at + 500]))
+                live.update(await s.scalars(batch))
+        for name in names:
+            if name.split("/", 1)[0] not in live:
+                await self._discard(name)
+        return removed
