@@ -259,6 +259,58 @@ def test_key_rotation_keeps_the_old_key_signing_during_the_overlap(
         srv.stop()
 
 
+def _project_secret(secret: Path, source: Path, version: str) -> None:
+    """Lay out `source`'s files in `secret` the way the kubelet projects a Secret volume
+    (`name -> ..data/name`, `..data -> ..<version>`), or swap in a new version as the kubelet
+    does on an update: write the new directory, then replace `..data` with one rename."""
+    target = secret / f"..{version}"
+    shutil.copytree(source, target)
+    tmp_link = secret / "..data_tmp"
+    tmp_link.symlink_to(target.name)
+    tmp_link.rename(secret / "..data")
+    for item in source.iterdir():
+        link = secret / item.name
+        if not link.is_symlink():
+            link.symlink_to(Path("..data") / item.name)
+
+
+def test_key_rotation_through_an_updated_secret_reaches_a_running_server(
+    tmp_path: Path, debian: tuple[UpstreamAptRepo, str]
+) -> None:
+    """deploy.md's procedure: rotate against a copy of the keys, update the read-only Secret;
+    the running replica picks up both keys without a restart."""
+    repo, url = debian
+    keys = tmp_path / "keys-copy"
+    GraftServer(tmp_path / "init", keys_path=keys).cli("key", "init")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    _project_secret(secret, keys, "v1")
+    srv = GraftServer(tmp_path / "g", upstream=upstreams(debian=debian), keys_path=secret)
+    srv.start()
+    try:
+        old_client = Apt(tmp_path / "old", srv, url, repo.keyring, srv.token)
+        old_client.run("apt-get", "update")
+        keyring_url = f"{srv.url}/keys/graft-archive-keyring.gpg"
+        old_keyring = httpx.get(keyring_url).content
+        rotated = json.loads(
+            GraftServer(tmp_path / "ops", keys_path=keys)
+            .cli("key", "rotate", "apt", "--overlap", "1h", "--json")
+            .stdout
+        )
+        _project_secret(secret, keys, "v2")
+        shutil.rmtree(secret / "..v1")  # the kubelet removes the old version
+        time.sleep(KEY_RECHECK_SECONDS)
+        # both keys are published now, the new one first
+        new_keyring = httpx.get(keyring_url).content
+        assert new_keyring.endswith(old_keyring) and len(new_keyring) > len(old_keyring)
+        shown = json.loads(srv.cli("key", "show", "--json").stdout)
+        assert rotated["current"] == shown["current"] != rotated["retiring"]
+        old_client.run("apt-get", "update")  # the old key still signs during the overlap
+        Apt(tmp_path / "new", srv, url, repo.keyring, srv.token).run("apt-get", "update")
+    finally:
+        srv.stop()
+
+
 def test_valid_until_is_set_and_apt_accepts_it(
     tmp_path: Path, debian: tuple[UpstreamAptRepo, str]
 ) -> None:
