@@ -29,6 +29,7 @@ import signal
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from gunicorn.app.base import BaseApplication
 
@@ -81,7 +82,7 @@ class BlobApp:
         if method not in ("GET", "HEAD"):
             return _text(start, 405, "only GET and HEAD\n", [("Allow", "GET, HEAD")])
         hex_ = m.group(1)
-        q = _query(environ.get("QUERY_STRING", ""))
+        q = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         media_type = q.get("t", "")
         if not _HEX.match(hex_) or not self.signer.verify(
             hex_, q.get("e", ""), media_type, q.get("s", "")
@@ -118,12 +119,6 @@ class BlobApp:
             f.close()
             raise
         return wrapper
-
-
-def _query(raw: str) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
-    return dict(parse_qsl(raw, keep_blank_values=True))
 
 
 class _Gunicorn(BaseApplication):

@@ -67,10 +67,17 @@ class RegistryAuth:
         return grant
 
     async def require(
-        self, conn: HTTPConnection, repository: str | None, action: str
+        self,
+        conn: HTTPConnection,
+        repository: str | None,
+        action: str,
+        *,
+        also: str | None = None,
     ) -> tuple[Principal, Grant | None]:
         """The principal allowed `action` on `repository` (None: the base endpoint; "*" with
-        action "*": the catalog); raises the spec's 401/403."""
+        action "*": the catalog); raises the spec's 401/403. `also`: one more scope for the
+        challenge to name (a mount's source), so that a client's single token request covers
+        it; it is not checked here."""
         if repository is None:
             scope = None
         elif repository == "*":
@@ -79,6 +86,8 @@ class RegistryAuth:
             scope = f"repository:{repository}:{'pull' if action == 'pull' else 'pull,push'}"
             if action == "delete":
                 scope = f"repository:{repository}:delete"
+            if also:
+                scope = f"{scope} {also}"
         authorization = None
         for key, value in conn.scope["headers"]:
             if key == b"authorization":

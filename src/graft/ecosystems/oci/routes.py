@@ -420,21 +420,24 @@ class Registry:
         return False
 
     async def upload_post(self, request: Request, name: str, upload_id: str) -> Response:
-        principal, grant = await self.auth.require(request, name, "push")
+        query = request.query_params
+        source = query.get("from")
+        mounting = valid_digest(query.get("mount") or "") and valid_name(source or "")
+        # The first challenge of a mount names the source's pull scope too, as CNCF
+        # distribution's does: token-flow clients ask for the scopes of one challenge, once.
+        also = f"repository:{source}:pull" if mounting and source != name else None
+        principal, grant = await self.auth.require(request, name, "push", also=also)
         if upload_id:
             raise errors.unsupported("POST starts an upload at /v2/<name>/blobs/uploads/")
         space = org_space(principal.org_id)
         repo = await self.meta.repository_id(space, name, create=True)
         assert repo is not None
-        query = request.query_params
         mount = query.get("mount")
         if mount is not None and valid_digest(mount):
-            source = query.get("from")
             if source is not None and grant is not None and not grant.allows(source, "pull"):
                 if valid_name(source) and principal.allows(Scope.READ):
-                    # As CNCF distribution does: ask the client for a token that also covers
-                    # the source (clients that fetch one scope at a time, like the conformance
-                    # suite's, retry with both and the mount succeeds).
+                    # A token for the target only (a client that asked before it knew of the
+                    # mount): ask again for both, as CNCF distribution does.
                     both = f"repository:{name}:pull,push repository:{source}:pull"
                     raise errors.unauthorized(
                         f"mounting from {source} needs a registry token with pull on it",
