@@ -330,3 +330,83 @@ async def test_import_from_a_url(db: Database, world: dict[str, int], tmp_path: 
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+async def test_os_packages_are_matched_by_their_source_package(
+    db: Database, world: dict[str, int], tmp_path: Path
+) -> None:
+    """Debian and Alpine advisories name the source package; clients download binaries."""
+    from graft.web.insights import oldest_open
+
+    org, ci = world["acme"], world["ci"]
+    rec = UsageRecorder(db, flush_seconds=60)
+    for eco, pkg, ver, dist, source, source_version in (
+        ("debian", "libcurlish4", "7.88.1-10+deb12u5", "bookworm", "curlish", None),
+        # a binNMU: binary version +b1, advisories list the source version
+        ("debian", "libbinish1", "2.0-1+b1", "bookworm", "binish", "2.0-1"),
+        ("debian", "binish-tools", "2.0-1+b1", "bookworm", "binish", None),  # no source version
+        ("alpine", "libcurlish", "8.9.1-r1", "3.20", "curlish", None),
+        ("alpine", "curlish", "8.9.1-r1", "3.20", None, None),
+    ):
+        rec.record(
+            UsageEvent(org, ci, eco, pkg, ver, Served.FALLBACK, dist, T0, source, source_version)
+        )
+    await rec.flush()
+    vulns, _ = service(db)
+    before = await statuses(vulns, org)  # computed before any advisory: an import marks them
+    assert before[("libcurlish4", "7.88.1-10+deb12u5", "bookworm")][0] == "not affected"
+    osv = [
+        record(
+            "DSA-9001-1",
+            "Debian:12",
+            "curlish",
+            versions=["7.88.1-10+deb12u5"],
+            database_specific={"severity": "high"},
+        ),
+        record("DSA-9002-1", "Debian:12", "binish", versions=["2.0-1"], vector=CRITICAL),
+        # an advisory naming the binary package does not apply to a binary with another source
+        record("DSA-9003-1", "Debian:12", "libcurlish4", versions=["7.88.1-10+deb12u5"]),
+        record(
+            "ALPINE-CVE-2024-9004",
+            "Alpine:v3.20",
+            "curlish",
+            events=[{"introduced": "0"}, {"fixed": "8.9.1-r2"}],
+            vector=HIGH,
+        ),
+    ]
+    await vulns.import_osv(str(write_zip(tmp_path / "os.zip", osv)))
+    got = await statuses(vulns, org)
+    assert got[("libcurlish4", "7.88.1-10+deb12u5", "bookworm")] == (
+        "no patch available", 0, 1, "high",
+    )  # fmt: skip
+    assert got[("libbinish1", "2.0-1+b1", "bookworm")] == ("no patch available", 1, 0, "critical")
+    # without the source version the binNMU's own version is not in the affected list
+    assert got[("binish-tools", "2.0-1+b1", "bookworm")][0] == "not affected"
+    assert got[("libcurlish", "8.9.1-r1", "3.20")] == ("no patch available", 0, 1, "high")
+    assert got[("curlish", "8.9.1-r1", "3.20")] == ("no patch available", 0, 1, "high")
+
+    page = await vulns.list_library(org, LibraryQuery(text="libcurlish4"))
+    assert [(e.package, e.source) for e in page.items] == [("libcurlish4", "curlish")]
+    detail = await vulns.library_entry(org, page.items[0].id)
+    assert [a.id for a in detail.advisories_before] == ["DSA-9001-1"]
+    levels = {level for level, _days, _id in await oldest_open(db, SCHEMES, org)}
+    assert {"critical", "high"} <= levels
+
+
+async def test_an_entry_becomes_due_when_its_source_is_learned(
+    db: Database, world: dict[str, int], tmp_path: Path
+) -> None:
+    """Entries recorded before sources were (an upgrade) are matched again once a download
+    brings the source."""
+    org, ci = world["acme"], world["ci"]
+    vulns, _ = service(db)
+    osv = [record("DSA-9001-1", "Debian:12", "curlish", versions=["7.88.1-10+deb12u5"])]
+    await vulns.import_osv(str(write_zip(tmp_path / "os.zip", osv)))
+    entry = ("libcurlish4", "7.88.1-10+deb12u5", "bookworm")
+    rec = UsageRecorder(db, flush_seconds=60)
+    rec.record(UsageEvent(org, ci, "debian", *entry[:2], Served.FALLBACK, entry[2], T0))
+    await rec.flush()
+    assert (await statuses(vulns, org))[entry][0] == "not affected"
+    rec.record(UsageEvent(org, ci, "debian", *entry[:2], Served.FALLBACK, entry[2], T0, "curlish"))
+    await rec.flush()
+    assert (await statuses(vulns, org))[entry][0] == "no patch available"

@@ -30,6 +30,7 @@ def apk(
     version: str,
     depends: tuple[str, ...] = (),
     content: bytes = b"upstream\n",
+    origin: str = "",
 ) -> bytes:
     return build_apk(
         {
@@ -39,7 +40,7 @@ def apk(
             "pkgdesc": f"{name} for tests",
             "url": "https://example.com",
             "license": "MIT",
-            "origin": name,
+            "origin": origin or name,
             "depend": list(depends),
         },
         {f"usr/bin/{name}": content},
@@ -52,6 +53,7 @@ UPSTREAM = (
     ("libcurl", "8.9.1-r1", ()),
     ("zlib", "1.3.1-r1", ()),
 )
+ORIGINS = {"libcurl": "curl"}  # a subpackage of curl, as in Alpine
 
 
 def write_upstream(base: Path, packages: tuple[tuple[str, str, tuple[str, ...]], ...]) -> Path:
@@ -64,7 +66,7 @@ def write_upstream(base: Path, packages: tuple[tuple[str, str, tuple[str, ...]],
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for name, version, deps in packages:
-        blob = apk(key, name, version, deps)
+        blob = apk(key, name, version, deps, origin=ORIGINS.get(name, ""))
         (folder / f"{name}-{version}.apk").write_bytes(blob)
         entries.append(index_entry(blob))
     (folder / "APKINDEX.tar.gz").write_bytes(
@@ -259,3 +261,22 @@ def test_a_newer_upstream_release_is_listed_again_after_a_patch(tmp_path: Path) 
             assert ("rootio-curl", "8.9.1-r10071") in after
         finally:
             srv.stop()
+
+
+def test_downloads_record_the_origin_package(graft: GraftServer) -> None:
+    """Alpine's advisories name origin packages: a subpackage's entry keeps its origin."""
+    auth = ("root", graft.token)
+    r = httpx.get(f"{graft.url}/alpine/{RELEASE}/{ARCH}/rootio-libcurl-8.9.1-r1.apk", auth=auth)
+    assert r.status_code == 200
+    # curl is its own origin (its fallback gave way if an earlier test patched curl: then the
+    # patched build's entry is there)
+    httpx.get(f"{graft.url}/alpine/{RELEASE}/{ARCH}/rootio-curl-8.9.1-r1.apk", auth=auth)
+    time.sleep(0.6)
+    with sqlite3.connect(graft.data_dir / "graft.db") as db:
+        rows = set(
+            db.execute(
+                "SELECT package, source, source_version FROM library_entries"
+                " WHERE package IN ('libcurl', 'curl')"
+            )
+        )
+    assert rows == {("libcurl", "curl", None), ("curl", None, None)}

@@ -9,6 +9,7 @@ import email.utils
 import http.server
 import json
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -358,3 +359,47 @@ def test_a_newer_upstream_release_is_listed_again_after_a_patch(tmp_path: Path) 
             assert "Depends: curlish (= 7.88.1-10+deb12u9)" in show
         finally:
             srv.stop()
+
+
+def test_downloads_record_the_source_package_of_each_binary(tmp_path: Path) -> None:
+    """Debian advisories name source packages: the library keeps each binary's source (and the
+    source version of a binNMU) from the upstream Packages stanza."""
+    packages = [
+        DebSpec("libcurlish4", "7.88.1-10+deb12u8", source="curlish"),
+        DebSpec("libbinish1", "2.0-1+b1", source="binish (2.0-1)"),  # a binNMU
+        DebSpec("wgetish", "1.21.3-1"),  # no Source field: its own source
+    ]
+    repo = make_upstream_repo(tmp_path / "up", BOOKWORM, packages)
+    with StaticServer(repo.root) as server:
+        config = json.dumps(
+            [{"ecosystem": "debian", "name": "debian", "url": server.url,
+              "keyring": str(repo.keyring)}]
+        )  # fmt: skip
+        srv = GraftServer(tmp_path / "g", upstream=config, usage_flush_seconds=0.2).start()
+        try:
+            auth = ("rootio", srv.token)
+            base = f"{srv.url}/debian/{BOOKWORM}"
+            index = httpx.get(f"{base}/dists/{BOOKWORM}/main/binary-amd64/Packages", auth=auth)
+            assert index.status_code == 200
+            filenames = [
+                line.split(": ", 1)[1]
+                for line in index.text.splitlines()
+                if line.startswith("Filename: ")
+            ]
+            assert len(filenames) == 3
+            for filename in filenames:
+                assert httpx.get(f"{base}/{filename}", auth=auth).status_code == 200
+            time.sleep(0.8)
+            with sqlite3.connect(srv.data_dir / "graft.db") as db:
+                rows = set(
+                    db.execute(
+                        "SELECT package, version, source, source_version FROM library_entries"
+                    )
+                )
+        finally:
+            srv.stop()
+    assert rows == {
+        ("libcurlish4", "7.88.1-10+deb12u8", "curlish", None),
+        ("libbinish1", "2.0-1+b1", "binish", "2.0-1"),
+        ("wgetish", "1.21.3-1", None, None),
+    }

@@ -121,6 +121,7 @@ class LibraryEntry(Base):
             name="uq_library_entry",
         ),
         Index("ix_library_org_ecosystem_package", "org_id", "ecosystem", "package"),
+        Index("ix_library_org_ecosystem_source", "org_id", "ecosystem", "source"),
         Index("ix_library_org_last_seen", "org_id", "last_seen"),
         Index("ix_library_org_severity", "org_id", "severity"),
         # due entries (status NULL) of one organization, in the order refresh takes them
@@ -133,6 +134,10 @@ class LibraryEntry(Base):
     distribution: Mapped[str] = mapped_column(String(64), default="")  # e.g. "bookworm", "3.20"
     package: Mapped[str] = mapped_column(String(255))
     version: Mapped[str] = mapped_column(String(255))
+    # OS packages: the source package (and its version, when a binNMU's differs) that Debian,
+    # Ubuntu and Alpine advisories name; NULL when it is the package itself.
+    source: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
     served: Mapped[str] = mapped_column(String(16))  # upstream | patched | fallback | private
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import cast
 
-from sqlalchemy import Table, case, text
+from sqlalchemy import Table, case, null, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from graft.db import Database
@@ -47,6 +47,10 @@ class UsageEvent:
     served: Served
     distribution: str = ""
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # OS packages: the source package advisories name, when it is not `package` itself, and
+    # the source version, when it is not `version` (a Debian binNMU)
+    source: str | None = None
+    source_version: str | None = None
 
 
 _Key = tuple[int, str, str, str, str, str]  # org, ecosystem, distribution, package, version, served
@@ -59,6 +63,8 @@ class _Aggregate:
     count: int = 0
     accounts: dict[int, tuple[int, dt.datetime]] = field(default_factory=dict)
     days: dict[dt.date, int] = field(default_factory=dict)  # installs per UTC day
+    source: str | None = None  # follows from the key; the latest event's is kept
+    source_version: str | None = None
 
     def add(self, account_id: int, count: int, first: dt.datetime, last: dt.datetime) -> None:
         self.first = min(self.first, first)
@@ -97,6 +103,7 @@ class UsageRecorder:
                 USAGE_EVENTS.labels("dropped").inc()
                 return
             agg = self._pending[key] = _Aggregate(first=event.at, last=event.at)
+        agg.source, agg.source_version = event.source, event.source_version
         agg.add(event.account_id, 1, event.at, event.at)
         day = event.at.astimezone(dt.UTC).date()
         agg.days[day] = agg.days.get(day, 0) + 1
@@ -203,11 +210,18 @@ class UsageRecorder:
                     package=pkg,
                     version=ver,
                     served=served,
+                    source=agg.source,
+                    source_version=agg.source_version,
                     first_seen=agg.first,
                     last_seen=agg.last,
                     count=agg.count,
                 )
                 ex = stmt.excluded
+                # a row written before its source was known becomes due again once it is
+                resourced = or_(
+                    entry.c.source.is_distinct_from(ex.source),
+                    entry.c.source_version.is_distinct_from(ex.source_version),
+                )
                 upsert = stmt.on_conflict_do_update(
                     index_elements=[
                         "org_id",
@@ -219,6 +233,9 @@ class UsageRecorder:
                     ],
                     set_={
                         "count": entry.c.count + ex.count,
+                        "source": ex.source,
+                        "source_version": ex.source_version,
+                        "status": case((resourced, null()), else_=entry.c.status),
                         "last_seen": case(
                             (ex.last_seen > entry.c.last_seen, ex.last_seen),
                             else_=entry.c.last_seen,

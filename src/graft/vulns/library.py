@@ -31,7 +31,7 @@ from graft.vulns.models import (
 )
 from graft.vulns.ranges import fixed_versions
 from graft.vulns.schemes import VersionScheme
-from graft.vulns.status import entry_verdict
+from graft.vulns.status import advisory_key, entry_verdict
 from graft.vulns.store import load_advisories, load_builds
 
 MAX_LIMIT = 500
@@ -59,6 +59,8 @@ def entry_view(schemes: dict[str, VersionScheme], e: LibraryEntry) -> LibraryEnt
         distribution=e.distribution,
         package=e.package,
         version=e.version,
+        source=e.source,
+        source_version=e.source_version,
         served=e.served,
         first_seen=e.first_seen,
         last_seen=e.last_seen,
@@ -186,8 +188,7 @@ async def get_entry(
                 .order_by(LibraryEntryAccount.last_seen.desc())
             )
         ]
-        key = (entry.ecosystem, entry.package)
-        advisories = await load_advisories(s, schemes, [key])
+        advisories = await load_advisories(s, schemes, [advisory_key(entry)])
         builds = await load_builds(s, [(org_id, entry.ecosystem, entry.package)])
     verdict = entry_verdict(schemes, entry, advisories, builds)
     rows = await advisory_rows(db, {a.advisory_id for a in verdict.before})

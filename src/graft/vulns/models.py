@@ -55,6 +55,10 @@ class LibraryEntryView(BaseModel):
     distribution: str
     package: str
     version: str
+    #: OS packages: the source package (and version) advisories are matched by, when they
+    #: differ from the package's own
+    source: str | None = None
+    source_version: str | None = None
     served: str  # upstream | patched | fallback | private
     first_seen: dt.datetime
     last_seen: dt.datetime

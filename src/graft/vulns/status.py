@@ -20,6 +20,9 @@ from graft.vulns.schemes import VersionScheme
 from graft.vulns.store import by_prefix, load_advisories, load_builds
 
 BATCH = 5000
+# Ecosystems whose advisories name source packages while entries are binary packages: their
+# entries record the source (`LibraryEntry.source`) and are matched by it.
+SOURCE_ECOSYSTEMS = frozenset({"debian", "ubuntu", "alpine"})
 
 _COLUMNS = (
     LibraryEntry.id,
@@ -29,7 +32,14 @@ _COLUMNS = (
     LibraryEntry.package,
     LibraryEntry.version,
     LibraryEntry.served,
+    LibraryEntry.source,
+    LibraryEntry.source_version,
 )
+
+
+def advisory_key(entry: Any) -> tuple[str, str]:
+    """The (ecosystem, package) advisories name for an entry: its source package, if any."""
+    return entry.ecosystem, entry.source or entry.package
 
 
 def entry_verdict(
@@ -38,7 +48,9 @@ def entry_verdict(
     advisories: dict[tuple[str, str], list[KnownAdvisory]],
     builds: dict[tuple[int, str, str], list[PatchedBuild]],
 ) -> Verdict:
-    """`entry`: anything with org_id, ecosystem, distribution, package, version, served."""
+    """`entry`: anything with org_id, ecosystem, distribution, package, version, served,
+    source, source_version. Advisories match the source (name and version); patched builds
+    are the organization's builds of the binary package."""
     scheme = schemes.get(entry.ecosystem)
     mine = builds.get((entry.org_id, entry.ecosystem, entry.package), [])
     dist = entry.distribution
@@ -50,10 +62,10 @@ def entry_verdict(
     in_use = next((b for b in mine if b.version == entry.version), None)
     return verdict(
         scheme,
-        version=entry.version,
+        version=entry.source_version or entry.version,
         distribution=dist,
         served=entry.served,
-        advisories=advisories.get((entry.ecosystem, entry.package), []),
+        advisories=advisories.get(advisory_key(entry), []),
         builds_of_upstream=of_upstream,
         build_in_use=in_use,
     )
@@ -64,7 +76,7 @@ async def compute(
 ) -> list[dict[str, Any]]:
     """The status columns of each entry, as `b_id` + column parameters for one UPDATE."""
     async with db.session() as s:
-        advisories = await load_advisories(s, schemes, {(e.ecosystem, e.package) for e in entries})
+        advisories = await load_advisories(s, schemes, {advisory_key(e) for e in entries})
         builds = await load_builds(s, {(e.org_id, e.ecosystem, e.package) for e in entries})
     out = []
     for e in entries:
@@ -125,7 +137,8 @@ async def mark_due(
     org_id: int | None = None,
     everything: bool = False,
 ) -> int:
-    """Make entries of these (ecosystem, package) pairs due again; returns how many."""
+    """Make entries of these (ecosystem, package) pairs due again (OS entries also by their
+    source package); returns how many."""
     async with db.session() as s:
         return await mark_due_in(s, packages, org_id=org_id, everything=everything)
 
@@ -151,15 +164,20 @@ async def mark_due_in(
     # per organization, so that the (org_id, ecosystem, package) index serves the update
     orgs = [org_id] if org_id is not None else list(await s.scalars(select(Organization.id)))
     for (ecosystem,), names in by_prefix(pairs):
+        # two statements rather than an OR, so that each is served by its own index
+        columns: list[Any] = [LibraryEntry.package]
+        if ecosystem in SOURCE_ECOSYSTEMS:
+            columns.append(LibraryEntry.source)
         for org in orgs:
-            result = await s.execute(
-                update(LibraryEntry)
-                .where(
-                    LibraryEntry.org_id == org,
-                    LibraryEntry.ecosystem == ecosystem,
-                    LibraryEntry.package.in_(names),
+            for column in columns:
+                result = await s.execute(
+                    update(LibraryEntry)
+                    .where(
+                        LibraryEntry.org_id == org,
+                        LibraryEntry.ecosystem == ecosystem,
+                        column.in_(names),
+                    )
+                    .values(status=None)
                 )
-                .values(status=None)
-            )
-            count += int(getattr(result, "rowcount", 0) or 0)
+                count += int(getattr(result, "rowcount", 0) or 0)
     return count

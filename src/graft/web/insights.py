@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graft.db import Database
@@ -262,7 +262,11 @@ async def oldest_open(
             LibraryEntry.org_id == org_id,
             LibraryEntry.advisories > 0,
             LibraryEntry.ecosystem == affected.ecosystem,
-            LibraryEntry.package == affected.package,
+            # OS entries are named by their source package in advisories
+            or_(
+                LibraryEntry.package == affected.package,
+                LibraryEntry.source == affected.package,
+            ),
         )
         .exists()
     )
@@ -314,10 +318,12 @@ async def _open_advisories(
                 LibraryEntry.package,
                 LibraryEntry.version,
                 LibraryEntry.served,
+                LibraryEntry.source,
+                LibraryEntry.source_version,
             ).where(
                 LibraryEntry.org_id == org_id,
                 LibraryEntry.ecosystem == eco,
-                LibraryEntry.package == pkg,
+                or_(LibraryEntry.package == pkg, LibraryEntry.source == pkg),
                 LibraryEntry.advisories > 0,
             )
         )

@@ -58,6 +58,14 @@ class PoolFile:
     digest: str | None  # blob digest (patched); fallbacks are kept in memory
     blob: bytes | None
     entry: dict[str, str]
+    source: str | None = None  # the origin package advisories name (None: `package`)
+
+
+def origin_of(entry: dict[str, str]) -> str | None:
+    """The APKINDEX origin (`o:`, the source package of subpackages such as `libcurl`),
+    None where it is the package itself or unknown."""
+    origin = entry.get("o", "")
+    return origin if origin and origin != entry.get("P") else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +158,14 @@ class AlpineRepository:
             blob = apks.transitional_apk(name, version, e.get("A", arch), self.prefix, self.key)
             filename = f"{self.prefix}{name}-{version}.apk"
             out[name] = PoolFile(
-                filename, "fallback", name, version, None, blob, apks.index_entry(blob)
+                filename,
+                "fallback",
+                name,
+                version,
+                None,
+                blob,
+                apks.index_entry(blob),
+                source=origin_of(e),
             )
         self._fallbacks[(release, arch)] = (identity, out)
         return out
@@ -191,6 +206,7 @@ class AlpineRepository:
     ) -> Rendered:
         pool: dict[str, PoolFile] = {}
         for f in patched:
+            source = origin_of(dict(f.attrs["original_entry"]))
             for variant in ("original", "rootio"):
                 entry = dict(f.attrs[f"{variant}_entry"])
                 filename = f"{entry['P']}-{entry['V']}.apk"
@@ -202,6 +218,7 @@ class AlpineRepository:
                     str(f.attrs[f"{variant}_digest"]),
                     None,
                     entry,
+                    source=source,
                 )
         # A patched build replaces the fallback of the upstream version it patches; when the
         # upstream moves on, the newer fallback is listed again and `apk upgrade` follows it.

@@ -64,6 +64,7 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
                 version=pool_file.version,
                 served=Served.PATCHED if pool_file.kind == "patched" else Served.FALLBACK,
                 distribution=release,
+                source=pool_file.source,
             )
         )
         return response

@@ -37,7 +37,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -89,6 +89,20 @@ class UpstreamPackage:
     version: str
     architecture: str
     multi_arch: str | None
+    source: str | None = None  # see `source_of`
+    source_version: str | None = None
+
+
+def source_of(stanza: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(source name, source version) of a binary stanza, each None where it is the binary's own
+    (Debian policy: no `Source` field means the source is named like the package; `Source:
+    foo (1.2-3)` gives the source version where it differs, as in a binNMU)."""
+    name, _, rest = stanza.get("Source", "").strip().partition(" ")
+    version = rest.strip()[1:-1].strip() if rest.strip().startswith("(") else ""
+    return (
+        name if name and name != stanza.get("Package") else None,
+        version if version and version != stanza.get("Version") else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +117,8 @@ class PoolFile:
     version: str
     architecture: str
     digest: str | None = None  # blob digest of a patched file; fallbacks are rebuilt
+    source: str | None = None  # the source package advisories name (None: `package`)
+    source_version: str | None = None  # None: `version`
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +204,15 @@ def build_base(identity: str, packages: list[UpstreamPackage], prefix: str) -> B
         }
         text = (render_stanza(stanza) + "\n").encode()
         pool[path] = PoolFile(
-            path, sha256, len(blob), "fallback", pkg.name, pkg.version, pkg.architecture
+            path,
+            sha256,
+            len(blob),
+            "fallback",
+            pkg.name,
+            pkg.version,
+            pkg.architecture,
+            source=pkg.source,
+            source_version=pkg.source_version,
         )
         for index_arch in INDEX_ARCHITECTURES:
             if _listed_in(pkg.architecture, index_arch):
@@ -308,6 +332,7 @@ class AptRepository:
                         stanza["Version"],
                         stanza.get("Architecture", arch),
                         stanza.get("Multi-Arch"),
+                        *source_of(stanza),
                     )
                 )
         joined = "|".join(identity)
@@ -408,6 +433,8 @@ class AptRepository:
             # A patched build replaces the fallback of the upstream version it patches; when
             # the upstream moves on, the newer fallback is listed again and apt follows it.
             hidden.add((f.package, str(f.upstream_version), arch))
+            # the source name only: a patched build is matched by the upstream version it patches
+            source, _ = source_of(f.attrs["original_stanza"])
             for variant in ("original", "rootio"):
                 stanza = dict(f.attrs[f"{variant}_stanza"])
                 pool_file = PoolFile(
@@ -419,6 +446,7 @@ class AptRepository:
                     f.version,
                     arch,
                     digest=str(f.attrs[f"{variant}_digest"]),
+                    source=source,
                 )
                 pool[pool_file.filename] = pool_file
                 text = (render_stanza(stanza) + "\n").encode()

@@ -99,6 +99,8 @@ def routes(ctx: AppContext) -> Sequence[BaseRoute]:
                 version=pool_file.version,
                 served=served,
                 distribution=codename,
+                source=pool_file.source,
+                source_version=pool_file.source_version,
             )
         )
         return response
