@@ -20,9 +20,6 @@ from graft.vulns.schemes import VersionScheme
 from graft.vulns.store import by_prefix, load_advisories, load_builds
 
 BATCH = 5000
-# Ecosystems whose advisories name source packages while entries are binary packages: their
-# entries record the source (`LibraryEntry.source`) and are matched by it.
-SOURCE_ECOSYSTEMS = frozenset({"debian", "ubuntu", "alpine"})
 
 _COLUMNS = (
     LibraryEntry.id,
@@ -164,12 +161,11 @@ async def mark_due_in(
     # per organization, so that the (org_id, ecosystem, package) index serves the update
     orgs = [org_id] if org_id is not None else list(await s.scalars(select(Organization.id)))
     for (ecosystem,), names in by_prefix(pairs):
-        # two statements rather than an OR, so that each is served by its own index
-        columns: list[Any] = [LibraryEntry.package]
-        if ecosystem in SOURCE_ECOSYSTEMS:
-            columns.append(LibraryEntry.source)
+        # by package and by source (set only where an ecosystem's advisories name source
+        # packages: Debian, Ubuntu, Alpine): two statements rather than an OR, so that each is
+        # served by its own index
         for org in orgs:
-            for column in columns:
+            for column in (LibraryEntry.package, LibraryEntry.source):
                 result = await s.execute(
                     update(LibraryEntry)
                     .where(
